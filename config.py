@@ -1,0 +1,111 @@
+"""Configuration, read once from the environment.
+
+Every setting has a documented default so that the project runs with nothing set:
+
+| variable | default | meaning |
+| --- | --- | --- |
+| ``DATABASE_URL`` | ``sqlite:///volfefe.db`` | SQLAlchemy URL (``postgresql+psycopg://...`` in production) |
+| ``REDIS_URL`` | unset | Redis for the queue; unset: the CLI starts a private ``redis-server`` |
+| ``FINBERT_MODEL`` | ``yiyanghkust/finbert-tone`` | hub id or local folder of a sequence-classification model |
+| ``FINBERT_PRECISION`` | ``bf16`` | ``fp32``, ``bf16`` or ``int8`` (see BENCHMARKS.md) |
+| ``FINBERT_BATCH_SIZE`` | ``32`` | texts per forward pass, and jobs a worker takes at once |
+| ``FINBERT_BATCH_WAIT_MS`` | ``2`` | how long a worker waits for more jobs to fill a batch |
+| ``FINBERT_MAX_LENGTH`` | ``512`` | tokens per text; longer texts are truncated |
+| ``FINBERT_LABELS`` | unset | label names in id order, for a model whose config has none |
+| ``TORCH_THREADS`` | cores / ``WORKER_PROCESSES`` | torch intra-op threads per worker process |
+| ``WORKER_PROCESSES`` | ``1`` | worker processes sharing this machine (sets the default threads) |
+| ``VOLFEFE_DATA_DIR`` | ``./var`` | where the embedded Redis keeps its files |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+DEFAULT_DATABASE_URL = "sqlite:///volfefe.db"
+DEFAULT_MODEL = "yiyanghkust/finbert-tone"
+PRECISIONS = ("fp32", "bf16", "int8")
+#: bf16 weights: 2-4x fp32 throughput on this hardware with identical labels (BENCHMARKS.md).
+DEFAULT_PRECISION = "bf16"
+#: texts per forward pass (and jobs per worker batch).
+DEFAULT_BATCH_SIZE = 32
+#: milliseconds a worker waits for more ready jobs before running a partial batch.
+DEFAULT_BATCH_WAIT_MS = 2.0
+#: tokens; BERT's position embeddings end at 512.
+DEFAULT_MAX_LENGTH = 512
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str | None
+    model: str
+    precision: str
+    batch_size: int
+    batch_wait_ms: float
+    max_length: int
+    labels: tuple[str, ...] | None
+    torch_threads: int
+    data_dir: Path
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < 1:
+        raise ConfigError(f"{name}={raw!r} must be at least 1")
+    return value
+
+
+def _non_negative_float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read every setting from ``environ`` (default: ``os.environ``); raise ConfigError on a bad value."""
+    environ = os.environ if environ is None else environ
+    precision = environ.get("FINBERT_PRECISION", DEFAULT_PRECISION).strip().lower() or DEFAULT_PRECISION
+    if precision not in PRECISIONS:
+        raise ConfigError(f"FINBERT_PRECISION={precision!r} must be one of {', '.join(PRECISIONS)}")
+    labels_raw = environ.get("FINBERT_LABELS", "").strip()
+    labels = tuple(label.strip().lower() for label in labels_raw.split(",")) if labels_raw else None
+    processes = _positive_int(environ, "WORKER_PROCESSES", 1)
+    return Settings(
+        database_url=environ.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
+        redis_url=environ.get("REDIS_URL", "").strip() or None,
+        model=environ.get("FINBERT_MODEL", "").strip() or DEFAULT_MODEL,
+        precision=precision,
+        batch_size=_positive_int(environ, "FINBERT_BATCH_SIZE", DEFAULT_BATCH_SIZE),
+        batch_wait_ms=_non_negative_float(environ, "FINBERT_BATCH_WAIT_MS", DEFAULT_BATCH_WAIT_MS),
+        max_length=_positive_int(environ, "FINBERT_MAX_LENGTH", DEFAULT_MAX_LENGTH),
+        labels=labels,
+        torch_threads=_positive_int(environ, "TORCH_THREADS", max(1, (os.cpu_count() or 1) // processes)),
+        data_dir=Path(environ.get("VOLFEFE_DATA_DIR", "").strip() or "var"),
+    )
+
+
+@cache
+def settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return load_settings()

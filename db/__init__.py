@@ -1,0 +1,1 @@
+"""Storage: contents and their classifications (SQLAlchemy 2, PostgreSQL or SQLite)."""

@@ -1,0 +1,76 @@
+"""The two tables: posts to classify and one classification per post."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SENTIMENTS = ("positive", "negative", "neutral")
+
+#: JSONB on PostgreSQL (indexable, compact), plain JSON elsewhere.
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Content(Base):
+    __tablename__ = "contents"
+    __table_args__ = (
+        UniqueConstraint("source", "external_id", name="uq_contents_source_external_id"),
+        Index("ix_contents_unclassified", "classified", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(255))
+    author: Mapped[str | None] = mapped_column(String(255))
+    text: Mapped[str] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    classified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    classification: Mapped[Classification | None] = relationship(back_populates="content")
+
+
+class Classification(Base):
+    __tablename__ = "classifications"
+    __table_args__ = (
+        CheckConstraint(
+            "sentiment IN ('positive', 'negative', 'neutral')", name="ck_classifications_sentiment"
+        ),
+        CheckConstraint("confidence >= 0 AND confidence <= 1", name="ck_classifications_confidence"),
+        Index("ix_classifications_sentiment", "sentiment"),
+        Index("ix_classifications_confidence", "confidence"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    content_id: Mapped[int] = mapped_column(
+        ForeignKey("contents.id", ondelete="CASCADE"), unique=True, nullable=False
+    )
+    sentiment: Mapped[str] = mapped_column(String(16))
+    confidence: Mapped[float] = mapped_column(Float)
+    model_version: Mapped[str] = mapped_column(String(255))
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    content: Mapped[Content] = relationship(back_populates="classification")

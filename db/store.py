@@ -1,0 +1,41 @@
+"""Writing a classification: one row per content, however often a job runs."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.models import Classification, Content
+
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def save_classification(
+    session: Session,
+    content_id: int,
+    sentiment: str,
+    confidence: float,
+    model_version: str,
+    raw_scores: dict[str, float],
+) -> bool:
+    """Insert the classification unless one exists, and mark the content classified.
+
+    Returns False when a classification was already there (another run won): nothing is written then
+    but the flag. Both statements run in the caller's transaction.
+    """
+    insert = _INSERTS[session.get_bind().dialect.name]
+    statement = (
+        insert(Classification)
+        .values(
+            content_id=content_id,
+            sentiment=sentiment,
+            confidence=confidence,
+            model_version=model_version,
+            meta={"raw_scores": raw_scores},
+        )
+        .on_conflict_do_nothing(index_elements=["content_id"])
+    )
+    inserted = session.execute(statement).rowcount == 1
+    session.execute(update(Content).where(Content.id == content_id).values(classified=True))
+    return inserted

@@ -1,0 +1,34 @@
+"""How a classification job ends, as a value: classified, skipped (with why) or failed."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+CLASSIFIED = "classified"
+SKIPPED = "skipped"
+FAILED = "failed"
+
+#: skip reasons: outcomes, not errors; a skipped job is never retried.
+CONTENT_NOT_FOUND = "content_not_found"
+NO_TEXT_TO_CLASSIFY = "no_text_to_classify"
+ALREADY_CLASSIFIED = "already_classified"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    content_id: int
+    status: str
+    reason: str | None = None
+    sentiment: str | None = None
+    confidence: float | None = None
+    model_version: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def skipped(cls, content_id: int, reason: str) -> Outcome:
+        return cls(content_id, SKIPPED, reason=reason)
+
+    def as_result(self) -> dict[str, Any]:
+        """The job's return value, stored by RQ: only the fields that say something."""
+        return {key: value for key, value in asdict(self).items() if value is not None}

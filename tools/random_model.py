@@ -1,0 +1,165 @@
+"""Build BERT sequence classifiers with random weights, saved like a hub model.
+
+Tests use a tiny one; the benchmark uses a FinBERT-shaped one (same architecture and cost per
+token as yiyanghkust/finbert-tone, meaningless labels). Both load through the product's own code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+#: a tiny BERT: fast to build and run, same code path as the real model.
+TINY_CONFIG: dict[str, Any] = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 128,
+    "initializer_range": 0.5,
+    "id2label": {0: "Neutral", 1: "Positive", 2: "Negative"},
+    "label2id": {"Neutral": 0, "Positive": 1, "Negative": 2},
+}
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+TINY_WORDS = [
+    "stocks",
+    "rally",
+    "on",
+    "strong",
+    "earnings",
+    "shares",
+    "fall",
+    "after",
+    "weak",
+    "guidance",
+    "market",
+    "markets",
+    "the",
+    "a",
+    "of",
+    "to",
+    "in",
+    "and",
+    "is",
+    "are",
+    "was",
+    "up",
+    "down",
+    "profit",
+    "loss",
+    "revenue",
+    "growth",
+    "beat",
+    "miss",
+    "record",
+    "high",
+    "low",
+    "bank",
+    "rates",
+    "inflation",
+    "fed",
+    "cut",
+    "hike",
+    "oil",
+    "price",
+    "prices",
+    "dollar",
+    "bond",
+    "yields",
+    "surge",
+    "plunge",
+    "gain",
+    "gains",
+    "drop",
+    "drops",
+    "tesla",
+    "apple",
+    "company",
+    "investors",
+    "quarter",
+    "sales",
+    "forecast",
+    "outlook",
+    "ceo",
+    "trade",
+    "tariff",
+    "tariffs",
+    "china",
+    "economy",
+    "jobs",
+    "report",
+    "strong",
+    "weak",
+    "buy",
+    "sell",
+    "bullish",
+    "bearish",
+    "crash",
+    "boom",
+    "deal",
+    "merger",
+]
+
+
+def tiny_vocab() -> dict[str, int]:
+    """A small WordPiece vocabulary: special tokens, words, characters and their ## pieces."""
+    pieces = [*SPECIAL_TOKENS, *TINY_WORDS]
+    characters = "abcdefghijklmnopqrstuvwxyz0123456789.,!?$%'-:;&#@/()"
+    pieces += list(characters) + [f"##{char}" for char in characters]
+    return {piece: index for index, piece in enumerate(dict.fromkeys(pieces))}
+
+
+def build_random_model(
+    target: Path, config: dict[str, Any], vocab: dict[str, int] | Path, seed: int = 0
+) -> Path:
+    """Save a BertForSequenceClassification with random weights and a WordPiece tokenizer to ``target``."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    vocab_arg = str(vocab) if isinstance(vocab, Path) else vocab
+    tokenizer = BertTokenizer(vocab=vocab_arg, do_lower_case=True)
+    settings = {key: value for key, value in config.items() if key not in {"architectures", "_name_or_path"}}
+    settings["vocab_size"] = max(settings.get("vocab_size", 0), len(tokenizer))
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(BertConfig(**settings))
+    model.eval()
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def build_tiny_model(target: Path, seed: int = 0) -> Path:
+    return build_random_model(target, TINY_CONFIG, tiny_vocab(), seed)
+
+
+def build_finbert_shaped_model(target: Path, config_json: Path, vocab_txt: Path, seed: int = 0) -> Path:
+    """FinBERT-shaped: finbert-tone's config.json and a BERT WordPiece vocabulary file."""
+    config = json.loads(config_json.read_text())
+    return build_random_model(target, config, vocab_txt, seed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("target", type=Path, help="folder to write the model into")
+    parser.add_argument(
+        "--tiny", action="store_true", help="a tiny test model instead of a FinBERT-shaped one"
+    )
+    parser.add_argument(
+        "--config", type=Path, default=Path("../shared/model-config/finbert-tone-config.json")
+    )
+    parser.add_argument(
+        "--vocab", type=Path, default=Path("../shared/model-config/bert-base-uncased-vocab.txt")
+    )
+    args = parser.parse_args()
+    if args.tiny:
+        build_tiny_model(args.target)
+    else:
+        build_finbert_shaped_model(args.target, args.config, args.vocab)
+    print(args.target)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""FinBERT as a batch classifier: load once, classify lists of texts in length-sorted batches."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, PRECISIONS
+from workers.labels import LabelError, sentiment_labels
+
+log = logging.getLogger(__name__)
+
+#: characters kept of a text before tokenizing; far beyond 512 tokens, it bounds the cost of huge posts.
+MAX_CHARS_PER_TOKEN = 64
+
+
+#: seconds to wait for the model hub before calling it unreachable.
+HUB_PROBE_TIMEOUT = 3.0
+
+
+class ModelLoadError(RuntimeError):
+    """FINBERT_MODEL could not be loaded; the message is one readable line."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    sentiment: str
+    confidence: float
+    raw_scores: dict[str, float] = field(default_factory=dict)
+
+
+def configure_torch(threads: int) -> None:
+    """Set torch's thread count before any torch work (it is fixed once inference starts)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    torch.set_num_threads(threads)
+
+
+def _apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    if precision == "bf16":
+        return model.to(torch.bfloat16)
+    if precision == "int8":
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return model
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def _hub_reachable(endpoint: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    try:
+        with socket.create_connection((parts.hostname or "", parts.port or 443), timeout=HUB_PROBE_TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+def _load_pretrained(source: str):
+    """Tokenizer and model from a local folder, the local cache, or the hub, in that order."""
+    from transformers import logging as transformers_logging
+
+    fix = "set FINBERT_MODEL to a local model folder (config.json, weights and tokenizer files)"
+    looks_like_path = source.startswith((".", "/", "~")) or source.count("/") > 1  # hub ids: "org/name"
+    if looks_like_path and not Path(source).expanduser().is_dir():
+        raise ModelLoadError(f"cannot load FINBERT_MODEL={source!r}: no such folder; {fix}")
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    local = Path(source).expanduser().is_dir()
+    attempts = [True] if local else [True, False]  # local files only first: no network when cached
+    error: BaseException | None = None
+    for local_only in attempts:
+        if not local_only:
+            from huggingface_hub import constants
+
+            if constants.HF_HUB_OFFLINE or not _hub_reachable(constants.ENDPOINT):
+                raise ModelLoadError(
+                    f"cannot load FINBERT_MODEL={source!r}: the model hub ({constants.ENDPOINT}) cannot be "
+                    f"reached and the model is not in the local cache; {fix}"
+                )
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+            model = AutoModelForSequenceClassification.from_pretrained(source, local_files_only=local_only)
+            return tokenizer, model
+        except Exception as failure:  # transformers raises OSError, ValueError, HTTP errors...
+            error = failure
+    raise ModelLoadError(f"cannot load FINBERT_MODEL={source!r}: {_first_line(error)}; {fix}") from None
+
+
+def _model_version(source: str, revision: str | None, precision: str) -> str:
+    name = str(Path(source).resolve()) if Path(source).is_dir() else source
+    return f"{name}@{revision[:12]}+{precision}" if revision else f"{name}+{precision}"
+
+
+class FinbertClassifier:
+    """A loaded sequence-classification model and its tokenizer."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        labels: Sequence[str],
+        model_version: str,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.labels = tuple(labels)
+        self.model_version = model_version
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(
+        cls,
+        source: str,
+        precision: str = "fp32",
+        max_length: int = DEFAULT_MAX_LENGTH,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        labels: Sequence[str] | None = None,
+    ) -> FinbertClassifier:
+        """Load ``source`` (hub id or local folder) at ``precision``; raise ModelLoadError on any failure."""
+        if precision not in PRECISIONS:
+            raise ModelLoadError(f"FINBERT_PRECISION={precision!r} must be one of {', '.join(PRECISIONS)}")
+        started = time.perf_counter()
+        tokenizer, model = _load_pretrained(source)
+        try:
+            names = sentiment_labels(model.config.id2label, source, labels)
+        except LabelError as error:
+            raise ModelLoadError(f"cannot use FINBERT_MODEL={source!r}: {error}") from None
+        model.eval()
+        model = _apply_precision(model, precision)
+        limit = min(max_length, getattr(model.config, "max_position_embeddings", max_length))
+        revision = getattr(model.config, "_commit_hash", None)
+        classifier = cls(
+            model, tokenizer, names, _model_version(source, revision, precision), limit, batch_size
+        )
+        log.info("loaded model %s in %.2fs", classifier.model_version, time.perf_counter() - started)
+        return classifier
+
+    def classify(self, texts: Sequence[str]) -> list[Prediction]:
+        """One prediction per text, in input order; texts run in batches sorted by token length."""
+        if not texts:
+            return []
+        encoded = self.tokenizer(
+            [text[: self.max_length * MAX_CHARS_PER_TOKEN] for text in texts],
+            truncation=True,
+            max_length=self.max_length,
+        )
+        ids = encoded["input_ids"]
+        types = encoded.get("token_type_ids")
+        order = sorted(range(len(texts)), key=lambda index: len(ids[index]))
+        results: list[Prediction | None] = [None] * len(texts)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            probabilities = self._forward(
+                [ids[i] for i in chunk], [types[i] for i in chunk] if types else None
+            )
+            for index, row in zip(chunk, probabilities.tolist(), strict=True):
+                best = max(range(len(row)), key=row.__getitem__)
+                results[index] = Prediction(
+                    sentiment=self.labels[best],
+                    confidence=float(row[best]),
+                    raw_scores={label: float(score) for label, score in zip(self.labels, row, strict=True)},
+                )
+        return [prediction for prediction in results if prediction is not None]
+
+    def _forward(self, input_ids: list[list[int]], token_types: list[list[int]] | None) -> torch.Tensor:
+        width = max(len(row) for row in input_ids)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.full((len(input_ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(input_ids), width), dtype=torch.long)
+        for row, tokens in enumerate(input_ids):
+            ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+            mask[row, : len(tokens)] = 1
+        inputs = {"input_ids": ids, "attention_mask": mask}
+        if token_types is not None:
+            types = torch.zeros((len(input_ids), width), dtype=torch.long)
+            for row, tokens in enumerate(token_types):
+                types[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+            inputs["token_type_ids"] = types
+        with torch.inference_mode():
+            logits = self.model(**inputs).logits
+        return torch.softmax(logits.float(), dim=-1)
