@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -63,12 +64,16 @@ def _published_at(value: Any) -> datetime | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, tz=UTC)
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):  # NaN, infinities, out-of-range years
+            raise ValueError(f"published_at {value!r} is not a valid timestamp") from None
     try:
         moment = datetime.fromisoformat(str(value).strip())
-    except ValueError:
+        # In UTC: SQLite keeps no offset, it would store another zone's wall-clock time as UTC.
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):  # OverflowError: an offset that leaves the year range
         raise ValueError(f"published_at {str(value)[:40]!r} is not an ISO 8601 date") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def parse_post(row: dict[str, Any]) -> dict[str, Any]:
@@ -95,16 +100,21 @@ def parse_post(row: dict[str, Any]) -> dict[str, Any]:
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
     with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or "text" not in reader.fieldnames:
+        # csv.reader, not DictReader: DictReader skips blank lines silently, which would shift the
+        # line numbers reported for every later row.
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or "text" not in header:
             raise ImportFileError(f"{path}: the CSV header must name a 'text' column")
         line = reader.line_num
-        for row in reader:
+        for fields in reader:
             start, line = line + 1, reader.line_num
-            if None in row:
-                yield start, ValueError(f"{len(row[None])} more fields than the header names")
+            if not fields:  # a blank line
+                continue
+            if len(fields) > len(header):
+                yield start, ValueError(f"{len(fields) - len(header)} more fields than the header names")
             else:
-                yield start, row
+                yield start, dict(itertools.zip_longest(header, fields))
 
 
 def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:

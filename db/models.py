@@ -47,6 +47,8 @@ class Content(Base):
     url: Mapped[str | None] = mapped_column(Text)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     classified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: why the content was skipped for good (e.g. no_text_to_classify); the sweep passes over it.
+    skip_reason: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     classification: Mapped[Classification | None] = relationship(back_populates="content")

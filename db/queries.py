@@ -15,15 +15,21 @@ from db.models import SENTIMENTS, Classification, Content
 class ContentCounts:
     total: int
     classified: int
+    skipped: int
 
     @property
     def unclassified(self) -> int:
-        return self.total - self.classified
+        """Contents still to classify (neither classified nor skipped)."""
+        return self.total - self.classified - self.skipped
 
 
 def unclassified_ids(session: Session, limit: int | None = None) -> list[int]:
-    """Ids of contents not yet classified, oldest first."""
-    statement = select(Content.id).where(Content.classified.is_(False)).order_by(Content.id)
+    """Ids of contents not yet classified nor skipped for good, oldest first."""
+    statement = (
+        select(Content.id)
+        .where(Content.classified.is_(False), Content.skip_reason.is_(None))
+        .order_by(Content.id)
+    )
     if limit is not None:
         statement = statement.limit(limit)
     return list(session.scalars(statement))
@@ -82,7 +88,11 @@ def sentiment_distribution(session: Session) -> dict[str, int]:
 
 
 def content_counts(session: Session) -> ContentCounts:
-    total, classified = session.execute(
-        select(func.count(), func.count().filter(Content.classified.is_(True))).select_from(Content)
+    total, classified, skipped = session.execute(
+        select(
+            func.count(),
+            func.count().filter(Content.classified.is_(True)),
+            func.count().filter(Content.classified.is_(False), Content.skip_reason.is_not(None)),
+        ).select_from(Content)
     ).one()
-    return ContentCounts(total=total, classified=classified)
+    return ContentCounts(total=total, classified=classified, skipped=skipped)

@@ -11,6 +11,11 @@ from db.models import Classification, Content
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
+def record_skip(session: Session, content_id: int, reason: str) -> None:
+    """Remember that ``content_id`` was skipped for good, so that sweeps pass over it."""
+    session.execute(update(Content).where(Content.id == content_id).values(skip_reason=reason))
+
+
 def save_classification(
     session: Session,
     content_id: int,
@@ -35,7 +40,9 @@ def save_classification(
             meta={"raw_scores": raw_scores},
         )
         .on_conflict_do_nothing(index_elements=["content_id"])
+        .returning(Classification.id)
     )
-    inserted = session.execute(statement).rowcount == 1
+    # A returned id, not rowcount: with implicit RETURNING on PostgreSQL, rowcount is -1.
+    inserted = session.execute(statement).first() is not None
     session.execute(update(Content).where(Content.id == content_id).values(classified=True))
     return inserted

@@ -9,7 +9,7 @@ from config import settings
 from db.models import Content
 from db.queries import contents_by_id
 from db.session import session_scope
-from db.store import save_classification
+from db.store import record_skip, save_classification
 from jobs.outcomes import (
     ALREADY_CLASSIFIED,
     CLASSIFIED,
@@ -75,8 +75,10 @@ def classify_contents(
             reason = _skip_reason(content, text)
             if reason is None:
                 texts[content_id] = text
-            else:
-                outcomes[content_id] = Outcome.skipped(content_id, reason)
+                continue
+            outcomes[content_id] = Outcome.skipped(content_id, reason)
+            if reason == NO_TEXT_TO_CLASSIFY:
+                record_skip(session, content_id, reason)
 
     predictions = predict(list(texts.values()))
     version = warm_classifier().model_version if texts else ""

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("url", sa.Text(), nullable=True),
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("classified", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("skip_reason", sa.String(64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.UniqueConstraint("source", "external_id", name="uq_contents_source_external_id"),
     )

@@ -1,0 +1,1 @@
+"""The ``volfefe`` management commands: a thin layer over the library."""

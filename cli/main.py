@@ -1,0 +1,110 @@
+"""``volfefe``: management commands. Each is one library call; see ``volfefe --help``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from cli.errors import run_command
+from config import settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="volfefe", description="FinBERT sentiment for financial posts.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = commands.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade"], help="upgrade: create or migrate the tables")
+
+    importer = commands.add_parser("import", help="load posts from a CSV or JSON Lines file")
+    importer.add_argument("file", type=Path)
+
+    commands.add_parser("classify", help="classify each line of standard input, print JSON lines")
+
+    report = commands.add_parser("report", help="sentiment distribution and totals")
+    report.add_argument("--json", action="store_true")
+
+    status = commands.add_parser("status", help="queue counts by state, workers, database counts")
+    status.add_argument("--json", action="store_true")
+
+    run = commands.add_parser("run", help="the main job end to end: import, enqueue, work, report")
+    run.add_argument("file", type=Path, nargs="?", help="posts to import (default: the shipped sample)")
+    run.add_argument(
+        "--workers", type=int, default=1, choices=range(1, 17), metavar="N", help="worker processes"
+    )
+
+    dashboard = commands.add_parser("dashboard", help="rq-dashboard on 127.0.0.1 (auth from RQ_DASHBOARD_*)")
+    dashboard.add_argument("--bind", default=None, help="address to listen on (default 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=None)
+
+    commands.add_parser("redis-stop", help="stop the embedded redis-server (used when REDIS_URL is unset)")
+    return parser
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    config = settings()
+    if args.command == "db":
+        from db.migrate import upgrade
+
+        upgrade(config.database_url)
+        print("database schema is up to date")
+        return 0
+    if args.command == "import":
+        return _import(config.database_url, args.file)
+    if args.command == "classify":
+        from cli.classify_stdin import main as classify_main
+
+        return classify_main(config)
+    if args.command == "report":
+        from cli.report import print_report
+
+        print_report(config.database_url, args.json)
+        return 0
+    if args.command == "status":
+        from cli.status import print_status
+        from services.redis_connection import redis_url
+
+        print_status(redis_url(config), config.database_url, args.json)
+        return 0
+    if args.command == "run":
+        from cli.run import SAMPLE_POSTS, run
+
+        return run(config, args.file or SAMPLE_POSTS, args.workers)
+    if args.command == "dashboard":
+        from services.dashboard import DEFAULT_BIND, DEFAULT_PORT, dashboard_command
+        from services.redis_connection import redis_url
+
+        command = dashboard_command(redis_url(config), args.bind or DEFAULT_BIND, args.port or DEFAULT_PORT)
+        sys.stdout.flush()
+        os.execvp(command[0], command)
+    if args.command == "redis-stop":
+        from services.redis_connection import stop_embedded_redis
+
+        print("stopped" if stop_embedded_redis(config.data_dir) else "no embedded redis-server is running")
+        return 0
+    raise AssertionError(args.command)
+
+
+def _import(database_url: str, path: Path) -> int:
+    from db.importer import import_posts
+    from db.session import session_scope
+
+    with session_scope(database_url) as session:
+        report = import_posts(session, path)
+    for rejected in report.rejected:
+        print(f"{path}:{rejected.line}: rejected: {rejected.reason}", file=sys.stderr)
+    print(
+        f"inserted {report.inserted}, already present {report.already_present}, rejected {len(report.rejected)}"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    run_command("volfefe", lambda: _dispatch(args))
+
+
+if __name__ == "__main__":
+    main()

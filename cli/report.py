@@ -1,0 +1,46 @@
+"""``volfefe report``: totals, sentiment distribution, high-confidence count."""
+
+from __future__ import annotations
+
+import json
+
+from db.queries import content_counts, count_above, sentiment_distribution
+from db.session import session_scope
+
+#: confidence above which a classification counts as high-confidence in the report.
+HIGH_CONFIDENCE = 0.9
+
+
+def build_report(database_url: str) -> dict:
+    with session_scope(database_url) as session:
+        counts = content_counts(session)
+        distribution = sentiment_distribution(session)
+        high = count_above(session, HIGH_CONFIDENCE)
+    return {
+        "contents": counts.total,
+        "classified": counts.classified,
+        "skipped": counts.skipped,
+        "unclassified": counts.unclassified,
+        "classifications": sum(distribution.values()),
+        "sentiments": distribution,
+        f"confidence_above_{HIGH_CONFIDENCE}": high,
+    }
+
+
+def render_report(report: dict) -> str:
+    total = report["classifications"]
+    lines = [
+        f"contents {report['contents']}: classified {report['classified']}, "
+        f"skipped {report['skipped']}, unclassified {report['unclassified']}",
+        f"classifications {total}",
+    ]
+    for sentiment, count in report["sentiments"].items():
+        share = 100 * count / total if total else 0.0
+        lines.append(f"  {sentiment:<9}{count:>7}  {share:5.1f}%")
+    lines.append(f"confidence above {HIGH_CONFIDENCE}: {report[f'confidence_above_{HIGH_CONFIDENCE}']}")
+    return "\n".join(lines)
+
+
+def print_report(database_url: str, as_json: bool = False) -> None:
+    report = build_report(database_url)
+    print(json.dumps(report, indent=2) if as_json else render_report(report))

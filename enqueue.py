@@ -1,0 +1,84 @@
+"""Enqueue one unique classification job per unclassified content id.
+
+python enqueue.py --all | --limit N | --ids 1,2,3 [--dry-run] [--wait]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cli.errors import run_command
+from config import settings
+from db.queries import contents_by_id, unclassified_ids
+from db.session import session_scope
+from jobs.progress import summarize, wait_for_jobs
+from jobs.queue import classification_queue, enqueue_ids
+from jobs.sweep import sweep
+from services.redis_connection import connect, redis_url
+
+#: contents enqueued when no selection is given.
+DEFAULT_LIMIT = 10
+
+
+def content_ids(value: str) -> list[int]:
+    """Parse ``1,2,3`` into ids; argparse turns the error into a usage message and exit 2."""
+    ids = []
+    for part in value.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise argparse.ArgumentTypeError(f"{part!r} is not a content id (ids are whole numbers >= 1)")
+        ids.append(int(part))
+    return ids
+
+
+def positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number >= 1")
+    return int(value)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="enqueue.py", description="Enqueue unclassified contents.")
+    selection = parser.add_mutually_exclusive_group()
+    selection.add_argument("--all", action="store_true", help="every unclassified content")
+    selection.add_argument(
+        "--limit", type=positive_int, help=f"the N oldest unclassified (default {DEFAULT_LIMIT})"
+    )
+    selection.add_argument("--ids", type=content_ids, help="these content ids, comma-separated")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be enqueued; enqueue nothing")
+    parser.add_argument(
+        "--wait", action="store_true", help="show progress until the jobs end, then a summary"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = settings()
+    limit = None if args.all else (args.limit or DEFAULT_LIMIT)
+    if args.dry_run:
+        with session_scope(config.database_url) as session:
+            ids = args.ids or unclassified_ids(session, limit)
+            contents = contents_by_id(session, ids)
+            for content_id in ids:
+                content = contents.get(content_id)
+                preview = " ".join(content.text.split())[:60] if content else "(no such content)"
+                print(f"{content_id}\t{preview}")
+        print(f"dry run: {len(ids)} contents would be enqueued", file=sys.stderr)
+        return 0
+    connection = connect(redis_url(config))
+    if args.ids:
+        report = enqueue_ids(classification_queue(connection), args.ids)
+    else:
+        report = sweep(connection, config.database_url, limit)
+    print(report.describe())
+    if args.wait and report.job_ids:
+        elapsed = wait_for_jobs(connection, report.job_ids, show_progress=sys.stderr.isatty())
+        for line in summarize(connection, report.job_ids, elapsed).lines():
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    run_command("enqueue.py", main)

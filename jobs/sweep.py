@@ -1,0 +1,28 @@
+"""The sweep: enqueue every unclassified content. ``enqueue.py --all`` and the hourly schedule run it."""
+
+from __future__ import annotations
+
+from redis import Redis
+
+from config import settings
+from db.queries import unclassified_ids
+from db.session import session_scope
+from jobs.queue import EnqueueReport, classification_queue, enqueue_ids
+
+
+def sweep(connection: Redis, database_url: str, limit: int | None = None) -> EnqueueReport:
+    """Enqueue a unique job for each unclassified content (the oldest ``limit`` ones, or all)."""
+    with session_scope(database_url) as session:
+        ids = unclassified_ids(session, limit)
+    return enqueue_ids(classification_queue(connection), ids)
+
+
+def scheduled_sweep() -> dict[str, int]:
+    """The hourly job registered by scheduler.py: a sweep on the Redis it runs on."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("scheduled_sweep runs as an RQ job")
+    report = sweep(job.connection, settings().database_url)
+    return {"enqueued": len(report.enqueued), "already_pending": len(report.already_pending)}

@@ -1,0 +1,1 @@
+"""Helper services the project runs as local processes (e.g. an embedded redis-server)."""
