@@ -47,9 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     connection = connect(redis_url(config))
     if args.once:
         report = sweep(connection, config.database_url)
-        print(
-            f"sweep: enqueued {len(report.enqueued)}, already waiting or running {len(report.already_pending)}"
-        )
+        print(f"sweep: {report.describe()}")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     scheduler = register_sweep(connection)
