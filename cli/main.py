@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--bind", default=None, help="address to listen on (default 127.0.0.1)")
     dashboard.add_argument("--port", type=int, default=None)
 
+    commands.add_parser("redis-url", help="print REDIS_URL, or the embedded redis-server's (starting it)")
     commands.add_parser("redis-stop", help="stop the embedded redis-server (used when REDIS_URL is unset)")
     return parser
 
@@ -79,6 +80,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         command = dashboard_command(redis_url(config), args.bind or DEFAULT_BIND, args.port or DEFAULT_PORT)
         sys.stdout.flush()
         os.execvp(command[0], command)
+    if args.command == "redis-url":
+        from services.redis_connection import redis_url
+
+        print(redis_url(config))
+        return 0
     if args.command == "redis-stop":
         from services.redis_connection import stop_embedded_redis
 

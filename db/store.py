@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from db.models import Classification, Content
+
+if TYPE_CHECKING:
+    from workers.classifier import Prediction
 
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
@@ -14,6 +19,34 @@ _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 def record_skip(session: Session, content_id: int, reason: str) -> None:
     """Remember that ``content_id`` was skipped for good, so that sweeps pass over it."""
     session.execute(update(Content).where(Content.id == content_id).values(skip_reason=reason))
+
+
+def save_classifications(session: Session, model_version: str, rows: dict[int, Prediction]) -> set[int]:
+    """Insert the classifications of many contents in one statement; return the content ids inserted.
+
+    Contents that already had one keep it (ON CONFLICT DO NOTHING); all are marked classified.
+    """
+    if not rows:
+        return set()
+    insert = _INSERTS[session.get_bind().dialect.name]
+    statement = (
+        insert(Classification)
+        .on_conflict_do_nothing(index_elements=["content_id"])
+        .returning(Classification.content_id)
+    )
+    values = [
+        {
+            "content_id": content_id,
+            "sentiment": prediction.sentiment,
+            "confidence": prediction.confidence,
+            "model_version": model_version,
+            "meta": {"raw_scores": prediction.raw_scores},
+        }
+        for content_id, prediction in rows.items()
+    ]
+    inserted = set(session.scalars(statement, values))
+    session.execute(update(Content).where(Content.id.in_(list(rows))).values(classified=True))
+    return inserted
 
 
 def save_classification(

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from config import settings
 from db.models import Content
 from db.queries import contents_by_id
 from db.session import session_scope
-from db.store import record_skip, save_classification
+from db.store import record_skip, save_classification, save_classifications
 from jobs.outcomes import (
     ALREADY_CLASSIFIED,
     CLASSIFIED,
@@ -19,6 +19,9 @@ from jobs.outcomes import (
     Outcome,
 )
 from workers.visible_text import visible_text
+
+if TYPE_CHECKING:
+    from workers.classifier import Prediction
 
 
 def classify_content(content_id: int) -> dict[str, Any]:
@@ -41,27 +44,16 @@ def _skip_reason(content: Content | None, text: str) -> str | None:
     return None
 
 
-def texts_to_classify(ids: Iterable[int], database_url: str | None = None) -> dict[int, str]:
-    """The visible text of each id among ``ids`` that would be classified now (no skip)."""
-    with session_scope(database_url or settings().database_url) as session:
-        contents = contents_by_id(session, ids)
-        texts = {content_id: visible_text(content.text) for content_id, content in contents.items()}
-        return {
-            content_id: text
-            for content_id, text in texts.items()
-            if _skip_reason(contents[content_id], text) is None
-        }
-
-
 def classify_contents(
     ids: Sequence[int], database_url: str | None = None, *, raise_errors: bool = False
 ) -> list[Outcome]:
-    """Classify many contents with one forward pass; one outcome per distinct id, in order.
+    """Classify many contents with one read, one forward pass and one write; one outcome per distinct id.
 
-    Each classification is stored in its own transaction, so one content's failure touches no other.
-    A failed store is returned as a ``failed`` outcome, or raised with ``raise_errors``.
+    If the write of the whole batch fails, each classification is stored in its own transaction, so
+    that one content's failure touches no other: it is returned as a ``failed`` outcome, or raised
+    with ``raise_errors``.
     """
-    from workers.warm import predict, warm_classifier  # torch is imported only where texts are classified
+    from workers.warm import warm_classifier  # torch is imported only where texts are classified
 
     url = database_url or settings().database_url
     wanted = list(dict.fromkeys(ids))
@@ -79,10 +71,33 @@ def classify_contents(
             outcomes[content_id] = Outcome.skipped(content_id, reason)
             if reason == NO_TEXT_TO_CLASSIFY:
                 record_skip(session, content_id, reason)
+    if texts:
+        classifier = warm_classifier()
+        predictions = dict(zip(texts, classifier.classify(list(texts.values())), strict=True))
+        outcomes.update(_store(url, classifier.model_version, predictions, raise_errors))
+    return [outcomes[content_id] for content_id in wanted]
 
-    predictions = predict(list(texts.values()))
-    version = warm_classifier().model_version if texts else ""
-    for content_id, prediction in zip(texts, predictions, strict=True):
+
+def _store(
+    url: str, version: str, predictions: dict[int, Prediction], raise_errors: bool
+) -> dict[int, Outcome]:
+    try:
+        with session_scope(url) as session:
+            inserted = save_classifications(session, version, predictions)
+    except Exception:
+        if raise_errors:
+            raise
+        return _store_one_by_one(url, version, predictions)
+    return {
+        content_id: _stored(content_id, prediction, version, content_id in inserted)
+        for content_id, prediction in predictions.items()
+    }
+
+
+def _store_one_by_one(url: str, version: str, predictions: dict[int, Prediction]) -> dict[int, Outcome]:
+    """Each classification in its own transaction: a failure is that content's ``failed`` outcome."""
+    outcomes = {}
+    for content_id, prediction in predictions.items():
         try:
             with session_scope(url) as session:
                 inserted = save_classification(
@@ -94,19 +109,20 @@ def classify_contents(
                     prediction.raw_scores,
                 )
         except Exception as error:
-            if raise_errors:
-                raise
             outcomes[content_id] = Outcome(content_id, FAILED, error=f"{type(error).__name__}: {error}")
-            continue
-        outcomes[content_id] = (
-            Outcome(
-                content_id,
-                CLASSIFIED,
-                sentiment=prediction.sentiment,
-                confidence=prediction.confidence,
-                model_version=version,
-            )
-            if inserted
-            else Outcome.skipped(content_id, ALREADY_CLASSIFIED)
-        )
-    return [outcomes[content_id] for content_id in wanted]
+        else:
+            outcomes[content_id] = _stored(content_id, prediction, version, inserted)
+    return outcomes
+
+
+def _stored(content_id: int, prediction: Prediction, version: str, inserted: bool) -> Outcome:
+    """Classified, or skipped when another run had stored this content's classification first."""
+    if not inserted:
+        return Outcome.skipped(content_id, ALREADY_CLASSIFIED)
+    return Outcome(
+        content_id,
+        CLASSIFIED,
+        sentiment=prediction.sentiment,
+        confidence=prediction.confidence,
+        model_version=version,
+    )

@@ -1,9 +1,12 @@
 """FinbertWorker: an RQ SimpleWorker that keeps the model warm and classifies ready jobs in batches.
 
 It takes up to ``FINBERT_BATCH_SIZE`` ready jobs at once (the first blocking, the rest only if
-they are waiting or arrive within ``FINBERT_BATCH_WAIT_MS``), marks them all started, runs one
-forward pass for their texts, then runs each job through RQ's own path (perform_job): every job
-keeps its own status, result, retries and failure, exactly as when run alone.
+they are waiting or arrive within ``FINBERT_BATCH_WAIT_MS``) and marks them all started. Then one
+read, one forward pass and one write classify the batch, and its successes (classified or
+skipped) are recorded in one Redis round trip with the same Job calls RQ's success path makes.
+A job whose content could not be stored, or any job when the batch as a whole fails, runs alone
+through RQ's own ``perform_job``: it fails and is retried on its own, its neighbours untouched.
+Every job keeps its own status, result, attempts and uniqueness, exactly as when run alone.
 """
 
 from __future__ import annotations
@@ -15,16 +18,21 @@ from collections import deque
 from rq import Queue
 from rq.executions import Execution
 from rq.job import Job, JobStatus
+from rq.timeouts import JobTimeoutException
+from rq.utils import now
 from rq.worker import SimpleWorker, WorkerStatus
 
 from config import Settings, settings
-from jobs.queue import JOB_FUNCTION
+from jobs.outcomes import FAILED
+from jobs.queue import JOB_FUNCTION, JOB_TIMEOUT
 from workers.classifier import ModelLoadError
 
 #: seconds between maintenance passes (abandoned-job recovery); RQ's default is 600.
 MAINTENANCE_INTERVAL = 10
 #: seconds a started job may go without a heartbeat beyond its timeout before it counts as abandoned.
 HEARTBEAT_MARGIN = 10
+#: seconds between heartbeats for a batch's jobs that wait while earlier ones run alone.
+HEARTBEAT_REFRESH = 5
 
 
 class FinbertWorker(SimpleWorker):
@@ -34,8 +42,10 @@ class FinbertWorker(SimpleWorker):
         super().__init__(*args, **kwargs)
         self.config = config or settings()
         self.maintenance_interval = min(self.maintenance_interval, MAINTENANCE_INTERVAL)
-        self._ready: deque[tuple[Job, Queue]] = deque()
+        #: the batch being worked on: taken from the queue, marked started, not finished yet.
+        self._pending: deque[tuple[Job, Queue]] = deque()
         self._executions: dict[str, Execution] = {}
+        self._heartbeats_sent = 0.0
 
     @property
     def dequeue_timeout(self) -> int:
@@ -73,15 +83,11 @@ class FinbertWorker(SimpleWorker):
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
-        if self._ready:
-            return self._ready.popleft()
+        """Dequeue a job as RQ does, then take the batch it heads and mark the whole batch started."""
         first = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-        if first is None:
-            return None
-        batch = [first, *self._take_ready_jobs(self.config.batch_size - 1)]
-        self._start(batch)
-        self._predict(batch)
-        self._ready.extend(batch[1:])
+        if first is not None:
+            self._pending = deque([first, *self._take_ready_jobs(self.config.batch_size - 1)])
+            self._start(self._pending)
         return first
 
     def _take_ready_jobs(self, wanted: int) -> list[tuple[Job, Queue]]:
@@ -105,7 +111,7 @@ class FinbertWorker(SimpleWorker):
                 break
         return taken
 
-    def _start(self, batch: list[tuple[Job, Queue]]) -> None:
+    def _start(self, batch: deque[tuple[Job, Queue]]) -> None:
         """Mark every job of the batch started, so that a crash leaves them all recoverable."""
         with self.connection.pipeline() as pipeline:
             for job, _queue in batch:
@@ -116,48 +122,102 @@ class FinbertWorker(SimpleWorker):
                 job.prepare_for_execution(self.name, pipeline=pipeline)
             self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
             pipeline.execute()
-
-    def _predict(self, batch: list[tuple[Job, Queue]]) -> None:
-        """One forward pass for the batch's texts; on any error the jobs classify on their own."""
-        from jobs.classify import texts_to_classify
-        from workers.warm import predict_ahead
-
-        ids = [job.args[0] for job, _queue in batch if job.func_name == JOB_FUNCTION and job.args]
-        try:
-            predict_ahead(list(texts_to_classify(ids, self.config.database_url).values()))
-        except Exception as error:
-            self.log.warning(
-                "Worker %s: batch prediction skipped (%s); jobs run one by one", self.name, error
-            )
+        self._heartbeats_sent = time.monotonic()
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        execution = self._executions.pop(job.id, None) or self.prepare_execution(job)
-        self._refresh_waiting_heartbeats()
-        self.perform_job(job, queue, execution)
-        if not self._ready:
-            self.set_state(WorkerStatus.IDLE)
+        """Run the batch ``job`` heads: classify and finish it in bulk; what failed runs alone."""
+        if not self._pending:  # called outside the batch loop (e.g. by RQ's own tooling)
+            self._pending = deque([(job, queue)])
+            self._start(self._pending)
+        outcomes = self._classify_batch()
+        finished = [(job, queue) for job, queue in self._pending if outcomes.get(job.id, FAILED) != FAILED]
+        self._finish(finished, outcomes)
+        done = {job.id for job, _queue in finished}
+        self._pending = deque((job, queue) for job, queue in self._pending if job.id not in done)
+        while self._pending and not self._stop_requested:
+            job, queue = self._pending.popleft()
+            self._refresh_pending_heartbeats()
+            execution = self._executions.pop(job.id, None) or self.prepare_execution(job)
+            self.perform_job(job, queue, execution)
+        self.set_state(WorkerStatus.IDLE)
 
-    def _refresh_waiting_heartbeats(self) -> None:
-        if not self._ready:
+    def _classify_batch(self) -> dict[str, str | dict]:
+        """Job id -> the job's result for the batch's classification jobs, or FAILED where one failed.
+
+        Jobs missing from the answer (other functions, or the whole batch failing) run alone.
+        """
+        from jobs.classify import classify_contents
+
+        jobs = {
+            job.args[0]: job for job, _queue in self._pending if job.func_name == JOB_FUNCTION and job.args
+        }
+        if not jobs:
+            return {}
+        first = next(iter(jobs.values()))
+        try:
+            with self.death_penalty_class(first.timeout or JOB_TIMEOUT, JobTimeoutException, job_id=first.id):
+                outcomes = classify_contents(list(jobs), self.config.database_url)
+        except Exception as error:
+            self.log.warning(
+                "Worker %s: batch of %d failed (%s); running its jobs one by one", self.name, len(jobs), error
+            )
+            return {}
+        return {
+            jobs[outcome.content_id].id: FAILED if outcome.status == FAILED else outcome.as_result()
+            for outcome in outcomes
+        }
+
+    def _finish(self, finished: list[tuple[Job, Queue]], results: dict[str, str | dict]) -> None:
+        """Record the batch's successes in one round trip, with the calls RQ's success path makes."""
+        if not finished:
+            return
+        ended_at = now()
+        with self.connection.pipeline() as pipeline:
+            for job, queue in finished:
+                execution = self._executions.pop(job.id)
+                job.ended_at = ended_at
+                job._result = results[job.id]
+                job._status = JobStatus.FINISHED
+                result_ttl = job.get_result_ttl(self.default_result_ttl)
+                job._handle_success(
+                    result_ttl,
+                    pipeline=pipeline,
+                    worker_name=self.name,
+                    execution_id=execution.id,
+                    execution_started_at=execution.created_at,
+                    execution_ended_at=ended_at,
+                )
+                job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
+                self.cleanup_execution(job, pipeline=pipeline, execution=execution)
+                pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
+                self.increment_successful_job_count(pipeline=pipeline)
+                self.increment_total_working_time(ended_at - (job.started_at or ended_at), pipeline)
+            pipeline.execute()
+        self.log.info("Worker %s: finished %d jobs in one batch", self.name, len(finished))
+
+    def _refresh_pending_heartbeats(self) -> None:
+        """Keep the batch's waiting jobs alive while earlier ones run alone (throttled)."""
+        if not self._pending or time.monotonic() - self._heartbeats_sent < HEARTBEAT_REFRESH:
             return
         with self.connection.pipeline() as pipeline:
-            for job, _queue in self._ready:
+            for job, _queue in self._pending:
                 execution = self._executions.get(job.id)
                 if execution is not None:
                     execution.heartbeat(
                         job.started_job_registry, self.get_heartbeat_ttl(job), pipeline=pipeline
                     )
             pipeline.execute()
+        self._heartbeats_sent = time.monotonic()
 
     def teardown(self) -> None:
         """Hand back the jobs taken but not run (warm shutdown), then unregister."""
-        if self._ready:
+        if self._pending:
             self._hand_back()
         super().teardown()
 
     def _hand_back(self) -> None:
         with self.connection.pipeline() as pipeline:
-            for job, queue in reversed(self._ready):
+            for job, queue in reversed(self._pending):
                 execution = self._executions.pop(job.id, None)
                 if execution is not None:
                     execution.delete(job, pipeline=pipeline)
@@ -165,5 +225,5 @@ class FinbertWorker(SimpleWorker):
                 pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
                 queue.push_job_id(job.id, pipeline=pipeline, at_front=True)
             pipeline.execute()
-        self.log.info("Worker %s: handed %d unstarted jobs back to the queue", self.name, len(self._ready))
-        self._ready.clear()
+        self.log.info("Worker %s: handed %d unstarted jobs back to the queue", self.name, len(self._pending))
+        self._pending.clear()
