@@ -19,6 +19,7 @@ Every setting has a documented default so that the project runs with nothing set
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ def _non_negative_float(environ: Mapping[str, str], name: str, default: float) -
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={raw!r} must be a finite number")
     if value < 0:
         raise ConfigError(f"{name}={raw!r} must not be negative")
     return value

@@ -6,9 +6,29 @@ import re
 from html.parser import HTMLParser
 
 #: elements whose content is never shown to a reader.
-_INVISIBLE_ELEMENTS = frozenset({"script", "style", "head", "title", "template", "noscript"})
+#: (not <head>: posts rarely close it, and an unclosed one would hide the whole post.)
+_INVISIBLE_ELEMENTS = frozenset({"script", "style", "title", "template", "noscript"})
 #: elements that separate words when rendered.
-_BLOCK_ELEMENTS = frozenset({"br", "p", "div", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6"})
+_BLOCK_ELEMENTS = frozenset(
+    {
+        "body",
+        "br",
+        "p",
+        "div",
+        "section",
+        "article",
+        "blockquote",
+        "hr",
+        "ul",
+        "ol",
+        "li",
+        "table",
+        "tr",
+        "td",
+        "th",
+    }
+    | {"h1", "h2", "h3", "h4", "h5", "h6"}
+)
 _LINK = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
 _MARKUP_HINT = re.compile(r"<[a-zA-Z/!]|&[#a-zA-Z0-9]+;")

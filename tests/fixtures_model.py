@@ -1,0 +1,56 @@
+"""Pytest plugin: the tiny random model, the process classifier and a migrated database.
+
+Enabled from tests/conftest.py with ``pytest_plugins = ["tests.fixtures_model"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT (labels Neutral/Positive/Negative, 128 positions), built once per session."""
+    from tools.random_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_model_dir: Path):
+    """The tiny model loaded through the product's loader (fp32), shared by the session."""
+    from workers.classifier import FinbertClassifier
+
+    return FinbertClassifier.load(str(tiny_model_dir))
+
+
+@pytest.fixture
+def classifier(tiny_classifier):
+    """The tiny model installed as this process's warm classifier for one test."""
+    from workers.warm import use_classifier
+
+    use_classifier(tiny_classifier)
+    try:
+        yield tiny_classifier
+    finally:
+        use_classifier(None)
+
+
+@pytest.fixture
+def migrated_db(database_url: str) -> Iterator[str]:
+    """``database_url`` (SQLite and PostgreSQL) with every migration applied.
+
+    The engine cached for the URL by ``db.session.engine_for`` is disposed afterwards, so that no
+    pooled connection keeps the PostgreSQL database from being dropped.
+    """
+    from db.migrate import upgrade
+    from db.session import engine_for
+
+    upgrade(database_url)
+    try:
+        yield database_url
+    finally:
+        engine_for(database_url).dispose()

@@ -1,0 +1,333 @@
+"""jobs.classify with the tiny model, on SQLite and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select
+
+import config
+import jobs.classify
+from db import queries
+from db.models import SENTIMENTS, Classification, Content
+from db.session import session_scope
+from db.store import save_classification
+from jobs.classify import classify_content, classify_contents
+from jobs.outcomes import (
+    ALREADY_CLASSIFIED,
+    CLASSIFIED,
+    CONTENT_NOT_FOUND,
+    FAILED,
+    NO_TEXT_TO_CLASSIFY,
+    SKIPPED,
+    Outcome,
+)
+from workers.visible_text import visible_text
+
+MISSING_ID = 987654
+_external_ids = itertools.count()
+
+EMPTY_TEXTS = {
+    "empty": "",
+    "whitespace": " \n\t  \r\n",
+    "markup": "<p><br/></p><div>  </div><img src='chart.png'><script>buy()</script>",
+    "links": "https://example.com/a www.example.org http://t.co/x",
+    "linked links": "<a href='https://example.com'>https://example.com</a>",
+}
+
+
+@pytest.fixture
+def db_url(migrated_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The migrated database, also as DATABASE_URL (the RQ job reads the process settings)."""
+    monkeypatch.setenv("DATABASE_URL", migrated_db)
+    config.settings.cache_clear()
+    yield migrated_db
+    config.settings.cache_clear()
+
+
+def add(url: str, *texts: str, classified: bool = False) -> list[int]:
+    with session_scope(url) as session:
+        contents = [
+            Content(source="test", external_id=f"e{next(_external_ids)}", text=text, classified=classified)
+            for text in texts
+        ]
+        session.add_all(contents)
+        session.flush()
+        return [content.id for content in contents]
+
+
+def rows_for(url: str, content_id: int) -> list[Classification]:
+    with session_scope(url) as session:
+        return list(session.scalars(select(Classification).where(Classification.content_id == content_id)))
+
+
+def flag(url: str, content_id: int) -> bool:
+    with session_scope(url) as session:
+        return session.get(Content, content_id).classified
+
+
+def total_classifications(url: str) -> int:
+    with session_scope(url) as session:
+        return session.scalar(select(func.count()).select_from(Classification))
+
+
+# -- skips ---------------------------------------------------------------------------------------
+
+
+def test_missing_content_is_skipped(db_url: str, classifier) -> None:
+    assert classify_content(MISSING_ID) == {
+        "content_id": MISSING_ID,
+        "status": SKIPPED,
+        "reason": CONTENT_NOT_FOUND,
+    }
+    assert total_classifications(db_url) == 0
+
+
+@pytest.mark.parametrize("kind", sorted(EMPTY_TEXTS))
+def test_content_without_visible_text_is_skipped(db_url: str, classifier, kind: str) -> None:
+    (content_id,) = add(db_url, EMPTY_TEXTS[kind])
+    assert visible_text(EMPTY_TEXTS[kind]) == ""
+    assert classify_content(content_id) == {
+        "content_id": content_id,
+        "status": SKIPPED,
+        "reason": NO_TEXT_TO_CLASSIFY,
+    }
+    assert rows_for(db_url, content_id) == []
+    # A skip is an outcome, not a classification: the content is not flagged classified, but the
+    # skip is remembered so that sweeps do not enqueue it again.
+    assert flag(db_url, content_id) is False
+    with session_scope(db_url) as session:
+        assert session.get(Content, content_id).skip_reason == NO_TEXT_TO_CLASSIFY
+        assert queries.unclassified_ids(session) == []
+        assert queries.content_counts(session).skipped == 1
+
+
+def test_already_classified_content_is_skipped(db_url: str, classifier) -> None:
+    (content_id,) = add(db_url, "Stocks rally", classified=True)
+    assert classify_content(content_id) == {
+        "content_id": content_id,
+        "status": SKIPPED,
+        "reason": ALREADY_CLASSIFIED,
+    }
+    assert rows_for(db_url, content_id) == []
+    with session_scope(db_url) as session:
+        assert session.get(Content, content_id).skip_reason is None
+
+
+def test_skips_need_no_model(db_url: str) -> None:
+    """With nothing to classify the model is never loaded (no classifier is installed here)."""
+    (empty,) = add(db_url, "   ")
+    outcomes = classify_contents([MISSING_ID, empty], db_url)
+    assert [outcome.reason for outcome in outcomes] == [CONTENT_NOT_FOUND, NO_TEXT_TO_CLASSIFY]
+
+
+# -- classification ------------------------------------------------------------------------------
+
+
+def test_classify_content_stores_one_valid_classification(db_url: str, classifier) -> None:
+    raw = "<p>Stocks <b>rally</b> on strong earnings</p> https://news.example/1 <script>track()</script>"
+    (content_id,) = add(db_url, raw)
+    result = classify_content(content_id)
+
+    (expected,) = classifier.classify(["Stocks rally on strong earnings"])  # what the model reads
+    assert result == {
+        "content_id": content_id,
+        "status": CLASSIFIED,
+        "sentiment": expected.sentiment,
+        "confidence": pytest.approx(expected.confidence, abs=1e-6),
+        "model_version": classifier.model_version,
+    }
+    (row,) = rows_for(db_url, content_id)
+    assert row.sentiment in SENTIMENTS
+    assert row.sentiment == expected.sentiment
+    assert 0.0 <= row.confidence <= 1.0
+    assert row.confidence == pytest.approx(expected.confidence, abs=1e-6)
+    assert row.model_version == classifier.model_version
+    assert row.model_version.endswith("+fp32")
+    scores = row.meta["raw_scores"]
+    assert set(scores) == set(classifier.labels)
+    assert max(scores, key=scores.get) == row.sentiment
+    assert scores[row.sentiment] == pytest.approx(row.confidence)
+    assert sum(scores.values()) == pytest.approx(1.0, abs=1e-3)
+    assert flag(db_url, content_id) is True
+
+
+def test_classify_content_accepts_an_id_as_text(db_url: str, classifier) -> None:
+    (content_id,) = add(db_url, "Shares fall")
+    assert classify_content(str(content_id))["status"] == CLASSIFIED  # type: ignore[arg-type]
+    assert len(rows_for(db_url, content_id)) == 1
+
+
+def test_running_twice_leaves_one_row(db_url: str, classifier) -> None:
+    (content_id,) = add(db_url, "Oil prices surge")
+    first = classify_content(content_id)
+    assert first["status"] == CLASSIFIED
+    (row,) = rows_for(db_url, content_id)
+    second = classify_content(content_id)
+    assert second == {"content_id": content_id, "status": SKIPPED, "reason": ALREADY_CLASSIFIED}
+    (again,) = rows_for(db_url, content_id)
+    assert (again.id, again.sentiment, again.confidence) == (row.id, row.sentiment, row.confidence)
+
+
+def test_classified_by_another_session_first(db_url: str, classifier) -> None:
+    (content_id,) = add(db_url, "Fed hikes rates")
+    with session_scope(db_url) as other:
+        save_classification(other, content_id, "neutral", 0.5, "other-worker", {"neutral": 0.5})
+    assert classify_contents([content_id], db_url) == [Outcome.skipped(content_id, ALREADY_CLASSIFIED)]
+    (row,) = rows_for(db_url, content_id)
+    assert (row.model_version, row.sentiment) == ("other-worker", "neutral")
+
+
+def test_concurrent_duplicate_between_read_and_write(
+    db_url: str, classifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker commits the same content after this job read it but before it writes."""
+    content_id, neighbour = add(db_url, "Tesla shares plunge", "Apple beat revenue forecast")
+    real_batch_save = jobs.classify.save_classifications
+
+    def racing_batch_save(session, version, rows):
+        assert set(rows) == {content_id, neighbour}  # both were read as unclassified
+        with session_scope(db_url) as other:  # its own connection and transaction, committed first
+            assert save_classification(other, content_id, "positive", 0.42, "other-worker", {}) is True
+        return real_batch_save(session, version, rows)
+
+    monkeypatch.setattr(jobs.classify, "save_classifications", racing_batch_save)
+    outcomes = classify_contents([content_id, neighbour], db_url)
+    assert outcomes[0] == Outcome.skipped(content_id, ALREADY_CLASSIFIED)
+    assert outcomes[1].status == CLASSIFIED
+    (row,) = rows_for(db_url, content_id)
+    assert (row.model_version, row.confidence) == ("other-worker", 0.42)
+    assert flag(db_url, content_id) is True
+    assert len(rows_for(db_url, neighbour)) == 1
+
+
+# -- the batch form ------------------------------------------------------------------------------
+
+
+def test_batch_gives_one_outcome_per_distinct_id_in_order(db_url: str, classifier) -> None:
+    rally, empty, fall, done = add(db_url, "Stocks rally", "<br>", "Shares fall after weak guidance", "x")
+    with session_scope(db_url) as session:
+        session.get(Content, done).classified = True
+    ids = [fall, MISSING_ID, rally, fall, empty, done, rally]
+    outcomes = classify_contents(ids, db_url)
+    assert [outcome.content_id for outcome in outcomes] == [fall, MISSING_ID, rally, empty, done]
+    assert [(outcome.status, outcome.reason) for outcome in outcomes] == [
+        (CLASSIFIED, None),
+        (SKIPPED, CONTENT_NOT_FOUND),
+        (CLASSIFIED, None),
+        (SKIPPED, NO_TEXT_TO_CLASSIFY),
+        (SKIPPED, ALREADY_CLASSIFIED),
+    ]
+    expected = dict(
+        zip(
+            [fall, rally],
+            classifier.classify(["Shares fall after weak guidance", "Stocks rally"]),
+            strict=True,
+        )
+    )
+    for outcome in outcomes:
+        if outcome.status == CLASSIFIED:
+            assert outcome.sentiment == expected[outcome.content_id].sentiment
+            assert outcome.confidence == pytest.approx(expected[outcome.content_id].confidence, abs=1e-5)
+            assert outcome.model_version == classifier.model_version
+            assert len(rows_for(db_url, outcome.content_id)) == 1
+    assert total_classifications(db_url) == 2
+    with session_scope(db_url) as session:
+        # The empty post is remembered as skipped for good: sweeps pass over it.
+        assert session.get(Content, empty).skip_reason == NO_TEXT_TO_CLASSIFY
+        assert queries.unclassified_ids(session) == []
+
+
+def test_batch_of_nothing(db_url: str, classifier) -> None:
+    assert classify_contents([], db_url) == []
+
+
+def test_same_text_in_many_contents(db_url: str, classifier) -> None:
+    ids = add(db_url, "Markets surge", "<b>Markets</b> surge", "Markets   surge https://x.example")
+    outcomes = classify_contents(ids, db_url)
+    assert [outcome.status for outcome in outcomes] == [CLASSIFIED] * 3
+    assert len({(outcome.sentiment, outcome.confidence) for outcome in outcomes}) == 1
+    assert total_classifications(db_url) == 3
+
+
+def break_store_for(monkeypatch: pytest.MonkeyPatch, broken: int) -> None:
+    """Make storing ``broken``'s classification fail, in the batch write and in the one-by-one write."""
+    real_batch_save = jobs.classify.save_classifications
+    real_save = jobs.classify.save_classification
+
+    def failing_batch_save(session, version, rows):
+        inserted = real_batch_save(session, version, rows)  # written, then rolled back
+        if broken in rows:
+            raise RuntimeError("disk full")
+        return inserted
+
+    def failing_save(session, content_id, *args, **kwargs):
+        inserted = real_save(session, content_id, *args, **kwargs)
+        if content_id == broken:
+            raise RuntimeError("disk full")
+        return inserted
+
+    monkeypatch.setattr(jobs.classify, "save_classifications", failing_batch_save)
+    monkeypatch.setattr(jobs.classify, "save_classification", failing_save)
+
+
+def test_a_store_failure_fails_only_that_content(
+    db_url: str, classifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before, broken, after = add(db_url, "Stocks rally", "Shares fall", "Oil prices surge")
+    break_store_for(monkeypatch, broken)
+    outcomes = classify_contents([before, broken, after], db_url)
+    assert [outcome.status for outcome in outcomes] == [CLASSIFIED, FAILED, CLASSIFIED]
+    failed = outcomes[1]
+    assert failed.content_id == broken
+    assert failed.error == "RuntimeError: disk full"
+    assert failed.as_result() == {"content_id": broken, "status": FAILED, "error": "RuntimeError: disk full"}
+    # Its own transaction was rolled back; the neighbours' were committed.
+    assert rows_for(db_url, broken) == []
+    assert flag(db_url, broken) is False
+    assert len(rows_for(db_url, before)) == 1 and len(rows_for(db_url, after)) == 1
+    assert flag(db_url, before) is True and flag(db_url, after) is True
+    assert total_classifications(db_url) == 2
+
+
+def test_a_content_deleted_before_the_write_fails_alone(
+    db_url: str, classifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real database error for one row (foreign key), not a mock: the batch falls back to one by one."""
+    before, deleted, after = add(db_url, "Stocks rally", "Shares fall", "Oil prices surge")
+    real_batch_save = jobs.classify.save_classifications
+
+    def delete_then_save(session, version, rows):
+        with session_scope(db_url) as other:
+            other.delete(other.get(Content, deleted))
+        return real_batch_save(session, version, rows)
+
+    monkeypatch.setattr(jobs.classify, "save_classifications", delete_then_save)
+    outcomes = classify_contents([before, deleted, after], db_url)
+    assert [outcome.status for outcome in outcomes] == [CLASSIFIED, FAILED, CLASSIFIED]
+    assert outcomes[1].error.startswith("IntegrityError")
+    assert rows_for(db_url, deleted) == []
+    assert len(rows_for(db_url, before)) == 1 and len(rows_for(db_url, after)) == 1
+
+
+def test_a_store_failure_raises_with_raise_errors(
+    db_url: str, classifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before, broken, after = add(db_url, "Stocks rally", "Shares fall", "Oil prices surge")
+    break_store_for(monkeypatch, broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        classify_contents([before, broken, after], db_url, raise_errors=True)
+    # The batch's one transaction was rolled back: nothing is half-stored.
+    assert total_classifications(db_url) == 0
+    assert [flag(db_url, content_id) for content_id in (before, broken, after)] == [False] * 3
+    # The RQ job raises too, so that RQ retries it...
+    with pytest.raises(RuntimeError, match="disk full"):
+        classify_content(broken)
+    # ...and a retry once the store works again classifies it.
+    monkeypatch.undo()
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    assert classify_content(broken)["status"] == CLASSIFIED
+    assert len(rows_for(db_url, broken)) == 1
+    assert total_classifications(db_url) == 1

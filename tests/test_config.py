@@ -1,0 +1,128 @@
+"""config.load_settings: documented defaults, and a ConfigError naming the variable on a bad value."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import config
+from config import ConfigError, load_settings
+
+
+def test_defaults_with_nothing_set() -> None:
+    settings = load_settings({})
+    assert settings.database_url == "sqlite:///volfefe.db" == config.DEFAULT_DATABASE_URL
+    assert settings.redis_url is None
+    assert settings.model == "yiyanghkust/finbert-tone"
+    assert settings.precision == "bf16"
+    assert settings.batch_size == 32
+    assert settings.batch_wait_ms == 2.0
+    assert settings.max_length == 512
+    assert settings.labels is None
+    assert settings.torch_threads == max(1, os.cpu_count() or 1)
+    assert settings.data_dir == Path("var")
+
+
+def test_blank_values_mean_the_default() -> None:
+    blank = {
+        name: "  "
+        for name in (
+            "DATABASE_URL",
+            "REDIS_URL",
+            "FINBERT_MODEL",
+            "FINBERT_PRECISION",
+            "FINBERT_BATCH_SIZE",
+            "FINBERT_BATCH_WAIT_MS",
+            "FINBERT_MAX_LENGTH",
+            "FINBERT_LABELS",
+            "TORCH_THREADS",
+            "WORKER_PROCESSES",
+            "VOLFEFE_DATA_DIR",
+        )
+    }
+    assert load_settings(blank) == load_settings({})
+
+
+def test_values_are_read() -> None:
+    settings = load_settings(
+        {
+            "DATABASE_URL": " postgresql+psycopg://u@h/db ",
+            "REDIS_URL": "redis://127.0.0.1:6390/1",
+            "FINBERT_MODEL": "/models/finbert",
+            "FINBERT_PRECISION": " INT8 ",
+            "FINBERT_BATCH_SIZE": "8",
+            "FINBERT_BATCH_WAIT_MS": "0",
+            "FINBERT_MAX_LENGTH": "256",
+            "FINBERT_LABELS": "Neutral, positive ,NEGATIVE",
+            "TORCH_THREADS": "3",
+            "VOLFEFE_DATA_DIR": "/srv/volfefe",
+        }
+    )
+    assert settings.database_url == "postgresql+psycopg://u@h/db"
+    assert settings.redis_url == "redis://127.0.0.1:6390/1"
+    assert settings.model == "/models/finbert"
+    assert settings.precision == "int8"
+    assert settings.batch_size == 8
+    assert settings.batch_wait_ms == 0.0
+    assert settings.max_length == 256
+    assert settings.labels == ("neutral", "positive", "negative")
+    assert settings.torch_threads == 3
+    assert settings.data_dir == Path("/srv/volfefe")
+
+
+def test_worker_processes_divides_the_default_threads() -> None:
+    cores = os.cpu_count() or 1
+    assert load_settings({"WORKER_PROCESSES": "2"}).torch_threads == max(1, cores // 2)
+    assert load_settings({"WORKER_PROCESSES": str(cores * 4)}).torch_threads == 1
+    # An explicit TORCH_THREADS wins.
+    assert load_settings({"WORKER_PROCESSES": "2", "TORCH_THREADS": "5"}).torch_threads == 5
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FINBERT_PRECISION", "fp16"),
+        ("FINBERT_PRECISION", "int4"),
+        ("FINBERT_BATCH_SIZE", "abc"),
+        ("FINBERT_BATCH_SIZE", "0"),
+        ("FINBERT_BATCH_SIZE", "-4"),
+        ("FINBERT_BATCH_SIZE", "2.5"),
+        ("FINBERT_BATCH_WAIT_MS", "soon"),
+        ("FINBERT_BATCH_WAIT_MS", "-1"),
+        ("FINBERT_MAX_LENGTH", "0"),
+        ("FINBERT_MAX_LENGTH", "long"),
+        ("TORCH_THREADS", "0"),
+        ("TORCH_THREADS", "many"),
+        ("WORKER_PROCESSES", "0"),
+        ("WORKER_PROCESSES", "two"),
+    ],
+)
+def test_bad_value_is_a_config_error_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({name: value})
+    message = str(caught.value)
+    assert name in message
+    assert value.strip().lower() in message.lower()
+    assert isinstance(caught.value, ValueError)
+
+
+def test_settings_reads_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    config.settings.cache_clear()
+    try:
+        monkeypatch.setenv("FINBERT_BATCH_SIZE", "7")
+        first = config.settings()
+        assert first.batch_size == 7
+        monkeypatch.setenv("FINBERT_BATCH_SIZE", "9")
+        assert config.settings() is first
+        config.settings.cache_clear()
+        assert config.settings().batch_size == 9
+    finally:
+        config.settings.cache_clear()
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf"])
+def test_batch_wait_must_be_finite(raw: str) -> None:
+    with pytest.raises(ConfigError, match="FINBERT_BATCH_WAIT_MS"):
+        load_settings({"FINBERT_BATCH_WAIT_MS": raw})

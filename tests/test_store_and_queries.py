@@ -1,0 +1,269 @@
+"""db.store and db.queries on a migrated database: SQLite and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import delete, func, inspect, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError
+
+from db import queries
+from db.models import SENTIMENTS, Classification, Content
+from db.session import engine_for, session_scope
+from db.store import record_skip, save_classification
+
+SCORES = {"positive": 0.7, "negative": 0.2, "neutral": 0.1}
+
+
+def add_contents(url: str, count: int, classified: bool = False, prefix: str = "c") -> list[int]:
+    with session_scope(url) as session:
+        contents = [
+            Content(
+                source="test", external_id=f"{prefix}{index}", text=f"post {index}", classified=classified
+            )
+            for index in range(count)
+        ]
+        session.add_all(contents)
+        session.flush()
+        return [content.id for content in contents]
+
+
+def classify(url: str, content_id: int, sentiment: str, confidence: float, version: str = "m+fp32") -> bool:
+    with session_scope(url) as session:
+        return save_classification(session, content_id, sentiment, confidence, version, SCORES)
+
+
+def classification_rows(url: str, content_id: int) -> list[Classification]:
+    with session_scope(url) as session:
+        return list(session.scalars(select(Classification).where(Classification.content_id == content_id)))
+
+
+# -- db.store ------------------------------------------------------------------------------------
+
+
+def test_save_inserts_one_classification_and_sets_the_flag(migrated_db: str) -> None:
+    target, other = add_contents(migrated_db, 2)
+    assert classify(migrated_db, target, "positive", 0.7) is True
+    (row,) = classification_rows(migrated_db, target)
+    assert (row.sentiment, row.confidence, row.model_version) == ("positive", 0.7, "m+fp32")
+    assert row.created_at is not None
+    with session_scope(migrated_db) as session:
+        assert session.get(Content, target).classified is True
+        assert session.get(Content, other).classified is False
+
+
+def test_saving_twice_keeps_the_first_row(migrated_db: str) -> None:
+    (content_id,) = add_contents(migrated_db, 1)
+    assert classify(migrated_db, content_id, "positive", 0.7, "first") is True
+    assert classify(migrated_db, content_id, "negative", 0.9, "second") is False
+    rows = classification_rows(migrated_db, content_id)
+    assert len(rows) == 1
+    assert (rows[0].sentiment, rows[0].confidence, rows[0].model_version) == ("positive", 0.7, "first")
+    with session_scope(migrated_db) as session:
+        assert session.get(Content, content_id).classified is True
+
+
+def test_save_repairs_the_flag_when_the_row_exists(migrated_db: str) -> None:
+    (content_id,) = add_contents(migrated_db, 1)
+    classify(migrated_db, content_id, "neutral", 0.5)
+    with session_scope(migrated_db) as session:
+        session.get(Content, content_id).classified = False
+    assert classify(migrated_db, content_id, "neutral", 0.5) is False
+    with session_scope(migrated_db) as session:
+        assert session.get(Content, content_id).classified is True
+
+
+def test_save_is_part_of_the_callers_transaction(migrated_db: str) -> None:
+    (content_id,) = add_contents(migrated_db, 1)
+    with pytest.raises(RuntimeError), session_scope(migrated_db) as session:
+        save_classification(session, content_id, "positive", 0.7, "m", SCORES)
+        raise RuntimeError("rolled back")
+    assert classification_rows(migrated_db, content_id) == []
+    with session_scope(migrated_db) as session:
+        assert session.get(Content, content_id).classified is False
+
+
+def test_raw_scores_round_trip(migrated_db: str) -> None:
+    (content_id,) = add_contents(migrated_db, 1)
+    scores = {"positive": 0.123456789012, "negative": 1e-9, "neutral": 0.876543210987}
+    with session_scope(migrated_db) as session:
+        save_classification(session, content_id, "neutral", scores["neutral"], "m", scores)
+    (row,) = classification_rows(migrated_db, content_id)
+    assert row.meta == {"raw_scores": scores}
+    column = next(
+        col
+        for col in inspect(engine_for(migrated_db)).get_columns("classifications")
+        if col["name"] == "meta"
+    )
+    if migrated_db.startswith("postgresql"):
+        assert isinstance(column["type"], JSONB)
+        with session_scope(migrated_db) as session:
+            # JSONB operators work on it: the document is stored as JSON, not as text.
+            value = session.scalar(
+                select(Classification.meta["raw_scores"]["neutral"].as_float()).where(
+                    Classification.content_id == content_id
+                )
+            )
+        assert value == pytest.approx(scores["neutral"])
+
+
+@pytest.mark.parametrize(
+    ("sentiment", "confidence"),
+    [("bullish", 0.5), ("Positive", 0.5), ("", 0.5), ("positive", 1.5), ("negative", -0.01)],
+)
+def test_check_constraints_reject_bad_values(migrated_db: str, sentiment: str, confidence: float) -> None:
+    (content_id,) = add_contents(migrated_db, 1)
+    with pytest.raises(IntegrityError):
+        classify(migrated_db, content_id, sentiment, confidence)
+    assert classification_rows(migrated_db, content_id) == []
+    with session_scope(migrated_db) as session:
+        assert session.get(Content, content_id).classified is False
+
+
+@pytest.mark.parametrize("confidence", [0.0, 1.0])
+def test_confidence_bounds_are_allowed(migrated_db: str, confidence: float) -> None:
+    (content_id,) = add_contents(migrated_db, 1)
+    assert classify(migrated_db, content_id, "neutral", confidence) is True
+
+
+def test_classification_needs_an_existing_content(migrated_db: str) -> None:
+    with pytest.raises(IntegrityError):
+        classify(migrated_db, 424242, "neutral", 0.5)
+
+
+def test_deleting_a_content_deletes_its_classification(migrated_db: str) -> None:
+    first, second = add_contents(migrated_db, 2)
+    classify(migrated_db, first, "positive", 0.7)
+    classify(migrated_db, second, "negative", 0.6)
+    with session_scope(migrated_db) as session:
+        session.execute(delete(Content).where(Content.id == first))
+    with session_scope(migrated_db) as session:
+        assert session.scalar(select(func.count()).select_from(Classification)) == 1
+        assert queries.classification_of(session, second) is not None
+
+
+def test_source_and_external_id_are_unique(migrated_db: str) -> None:
+    add_contents(migrated_db, 1, prefix="dup")
+    with pytest.raises(IntegrityError):
+        add_contents(migrated_db, 1, prefix="dup")
+    with session_scope(migrated_db) as session:
+        session.add(Content(source="other", external_id="dup0", text="same id, other source"))
+
+
+# -- db.queries ----------------------------------------------------------------------------------
+
+
+def test_unclassified_ids_oldest_first_with_limit(migrated_db: str) -> None:
+    ids = add_contents(migrated_db, 6)
+    classify(migrated_db, ids[1], "positive", 0.7)
+    with session_scope(migrated_db) as session:
+        record_skip(session, ids[4], "no_text_to_classify")
+    add_contents(migrated_db, 2, classified=True, prefix="done")
+    with session_scope(migrated_db) as session:
+        # Neither classified nor skipped for good.
+        assert queries.unclassified_ids(session) == [ids[0], ids[2], ids[3], ids[5]]
+        assert queries.unclassified_ids(session, limit=2) == [ids[0], ids[2]]
+        assert queries.unclassified_ids(session, limit=0) == []
+
+
+def test_unclassified_ids_of_an_empty_database(migrated_db: str) -> None:
+    with session_scope(migrated_db) as session:
+        assert queries.unclassified_ids(session) == []
+
+
+def test_contents_by_id(migrated_db: str) -> None:
+    ids = add_contents(migrated_db, 3)
+    with session_scope(migrated_db) as session:
+        found = queries.contents_by_id(session, [ids[2], 99999, ids[0], ids[2]])
+        assert set(found) == {ids[0], ids[2]}
+        assert found[ids[2]].external_id == "c2"
+        assert found[ids[0]].text == "post 0"
+        assert queries.contents_by_id(session, []) == {}
+        assert queries.contents_by_id(session, iter([ids[1]])).keys() == {ids[1]}
+
+
+def test_classification_of(migrated_db: str) -> None:
+    first, second = add_contents(migrated_db, 2)
+    classify(migrated_db, first, "negative", 0.8)
+    with session_scope(migrated_db) as session:
+        found = queries.classification_of(session, first)
+        assert found is not None
+        assert (found.content_id, found.sentiment, found.confidence) == (first, "negative", 0.8)
+        assert found.meta["raw_scores"] == SCORES
+        assert queries.classification_of(session, second) is None
+        assert queries.classification_of(session, 99999) is None
+
+
+def _classify_many(url: str, values: list[tuple[str, float]]) -> list[int]:
+    ids = add_contents(url, len(values))
+    for content_id, (sentiment, confidence) in zip(ids, values, strict=True):
+        classify(url, content_id, sentiment, confidence)
+    return ids
+
+
+def test_classifications_by_sentiment(migrated_db: str) -> None:
+    ids = _classify_many(
+        migrated_db,
+        [("positive", 0.6), ("negative", 0.99), ("positive", 0.95), ("positive", 0.6), ("neutral", 0.7)],
+    )
+    with session_scope(migrated_db) as session:
+        positive = queries.classifications_by_sentiment(session, "positive")
+        # Most confident first; ties in id order.
+        assert [row.content_id for row in positive] == [ids[2], ids[0], ids[3]]
+        assert [row.content_id for row in queries.classifications_by_sentiment(session, "positive", 2)] == [
+            ids[2],
+            ids[0],
+        ]
+        assert [row.content_id for row in queries.classifications_by_sentiment(session, "negative")] == [
+            ids[1]
+        ]
+        with pytest.raises(ValueError, match="bullish"):
+            queries.classifications_by_sentiment(session, "bullish")
+
+
+def test_high_confidence_and_count_above(migrated_db: str) -> None:
+    ids = _classify_many(
+        migrated_db,
+        [("positive", 0.9), ("negative", 0.95), ("neutral", 0.5), ("positive", 1.0), ("negative", 0.91)],
+    )
+    with session_scope(migrated_db) as session:
+        # Strictly above the threshold: 0.9 itself is not included.
+        assert [row.content_id for row in queries.high_confidence(session)] == [ids[3], ids[1], ids[4]]
+        assert [row.content_id for row in queries.high_confidence(session, 0.92, limit=1)] == [ids[3]]
+        assert queries.high_confidence(session, 1.0) == []
+        assert queries.count_above(session, 0.9) == 3
+        assert queries.count_above(session, 0.0) == 5
+        assert queries.count_above(session, 1.0) == 0
+
+
+def test_sentiment_distribution(migrated_db: str) -> None:
+    with session_scope(migrated_db) as session:
+        assert queries.sentiment_distribution(session) == dict.fromkeys(SENTIMENTS, 0)
+    _classify_many(migrated_db, [("positive", 0.6), ("positive", 0.7), ("neutral", 0.8)])
+    with session_scope(migrated_db) as session:
+        assert queries.sentiment_distribution(session) == {"positive": 2, "negative": 0, "neutral": 1}
+
+
+def test_content_counts(migrated_db: str) -> None:
+    with session_scope(migrated_db) as session:
+        empty = queries.content_counts(session)
+    assert (empty.total, empty.classified, empty.skipped, empty.unclassified) == (0, 0, 0, 0)
+    ids = add_contents(migrated_db, 5)
+    classify(migrated_db, ids[0], "positive", 0.7)
+    classify(migrated_db, ids[3], "neutral", 0.7)
+    with session_scope(migrated_db) as session:
+        record_skip(session, ids[4], "no_text_to_classify")
+    with session_scope(migrated_db) as session:
+        counts = queries.content_counts(session)
+    assert (counts.total, counts.classified, counts.skipped, counts.unclassified) == (5, 2, 1, 2)
+
+
+def test_record_skip(migrated_db: str) -> None:
+    skipped, other = add_contents(migrated_db, 2)
+    with session_scope(migrated_db) as session:
+        record_skip(session, skipped, "no_text_to_classify")
+    with session_scope(migrated_db) as session:
+        assert session.get(Content, skipped).skip_reason == "no_text_to_classify"
+        assert session.get(Content, skipped).classified is False
+        assert session.get(Content, other).skip_reason is None
+        assert queries.classification_of(session, skipped) is None
