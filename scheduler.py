@@ -18,7 +18,8 @@ from jobs.queue import QUEUE_NAME
 from jobs.sweep import sweep
 from services.redis_connection import connect, redis_url
 
-warnings.filterwarnings("ignore", category=FutureWarning, module="crontab")
+# rq-scheduler's use of crontab warns on every start; nothing for our users to act on.
+warnings.filterwarnings("ignore", category=FutureWarning, module="rq_scheduler")
 
 SWEEP_JOB_ID = "hourly-sweep"
 SWEEP_CRON = "0 * * * *"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from redis import Redis
 from rq import Queue, Retry
-from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 QUEUE_NAME = "ml_classification"
@@ -98,7 +98,7 @@ def _enqueue_one(queue: Queue, content_id: int) -> str:
         except DuplicateJobError:
             try:
                 status = Job(job_id_for(content_id), connection=queue.connection).get_status(refresh=True)
-            except NoSuchJobError:
+            except (NoSuchJobError, InvalidJobOperation):
                 continue  # it expired between the two calls: enqueue again
         if status in _PENDING:
             return "already_pending"

@@ -18,7 +18,9 @@ READY_TIMEOUT = 60.0
 READY_LINE = "Worker: model"
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05, what: str = "condition") -> None:
+def wait_for(
+    predicate: Callable[[], bool], timeout: float, interval: float = 0.05, what: str = "condition"
+) -> None:
     """Poll ``predicate`` until it is true; AssertionError naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():
