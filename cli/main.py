@@ -94,11 +94,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _import(database_url: str, path: Path) -> int:
-    from db.importer import import_posts
-    from db.session import session_scope
+    from db.importer import import_file
 
-    with session_scope(database_url) as session:
-        report = import_posts(session, path)
+    report = import_file(database_url, path)
     for rejected in report.rejected:
         print(f"{path}:{rejected.line}: rejected: {rejected.reason}", file=sys.stderr)
     print(

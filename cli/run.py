@@ -15,9 +15,9 @@ from pathlib import Path
 
 from cli.report import print_report
 from config import Settings
-from db.importer import import_posts
+from db.importer import import_file
 from db.migrate import upgrade
-from db.session import describe, session_scope
+from db.session import describe
 from jobs.progress import summarize, wait_for_jobs
 from jobs.queue import QUEUE_NAME
 from jobs.sweep import sweep
@@ -84,8 +84,7 @@ def stop_workers(workers: list[subprocess.Popen]) -> None:
 def run(config: Settings, posts: Path, worker_count: int) -> int:
     print(f"database {describe(config.database_url)}; model {config.model} ({config.precision})")
     upgrade(config.database_url)
-    with session_scope(config.database_url) as session:
-        imported = import_posts(session, posts)
+    imported = import_file(config.database_url, posts)
     print(
         f"imported {posts.name}: inserted {imported.inserted}, already present {imported.already_present}, "
         f"rejected {len(imported.rejected)}"

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from db.models import Content
+from db.session import session_factory
 
 #: source recorded for rows that name none.
 DEFAULT_SOURCE = "import"
@@ -171,3 +172,9 @@ def import_posts(session: Session, path: Path, chunk_size: int = CHUNK_SIZE) -> 
     if chunk:
         flush()
     return report
+
+
+def import_file(database_url: str, path: Path) -> ImportReport:
+    """``import_posts`` in a session of its own (it commits chunk by chunk, so not inside a transaction)."""
+    with session_factory(database_url)() as session:
+        return import_posts(session, path)

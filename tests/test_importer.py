@@ -296,3 +296,18 @@ def test_text_keeps_its_whitespace_and_may_be_empty(migrated_db: str, tmp_path: 
     assert rows["ws"].text == "  two\n\nparagraphs  "
     # Empty posts are stored; the classify job skips them (no_text_to_classify).
     assert rows["empty"].text == ""
+
+
+def test_import_file_commits_chunk_by_chunk_past_the_first_thousand_rows(
+    migrated_db: str, tmp_path: Path
+) -> None:
+    """Regression: import_posts commits every CHUNK_SIZE rows, which a begin() block forbids."""
+    from db.importer import CHUNK_SIZE, import_file
+
+    path = tmp_path / "many.csv"
+    rows = ["external_id,text", *(f"n{i},headline number {i}" for i in range(CHUNK_SIZE * 2 + 388))]
+    path.write_text("\n".join(rows) + "\n")
+    first = import_file(migrated_db, path)
+    again = import_file(migrated_db, path)
+    assert (first.inserted, first.already_present, first.rejected) == (CHUNK_SIZE * 2 + 388, 0, [])
+    assert (again.inserted, again.already_present) == (0, CHUNK_SIZE * 2 + 388)

@@ -44,6 +44,7 @@ def configure_torch(threads: int) -> None:
 
 
 def _apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    model = model.float()  # from whatever dtype the checkpoint was saved in
     if precision == "bf16":
         return model.to(torch.bfloat16)
     if precision == "int8":
@@ -147,6 +148,9 @@ class FinbertClassifier:
         classifier = cls(
             model, tokenizer, names, _model_version(source, revision, precision), limit, batch_size
         )
+        classifier.classify(
+            ["warm up"]
+        )  # pages the weights in and primes kernels before the first real batch
         log.info("loaded model %s in %.2fs", classifier.model_version, time.perf_counter() - started)
         return classifier
 
