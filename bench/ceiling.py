@@ -1,0 +1,240 @@
+"""The ceiling: the classifier alone, warm, on all the texts in length-sorted batches.
+
+For each precision: one process with 2 threads, and 2 processes with 1 thread each that classify
+half of the texts each (interleaved halves, started together; the combined rate is all texts over
+the time from the first start to the last end). Every pass runs twice on the same texts: the first
+("cold") also pays for creating kernels for each new tensor shape; the second ("warm", what a
+long-running worker gets) is the ceiling. For the default precision the single process also runs a
+batch-size sweep on a subset, and every single-process run returns its predictions for the
+agreement table.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.child import READY
+from bench.common import PYTHON, REPO, child_env, log, shielded_from_signals, stop_process
+
+#: seconds a classifier process may take in all (import, load, every pass).
+CHILD_TIMEOUT = 1800.0
+#: layouts on a 2-core machine: (processes, threads per process).
+LAYOUTS = ((1, 2), (2, 1))
+
+
+def layout_name(processes: int, threads: int) -> str:
+    return f"{processes}x{threads}"
+
+
+@dataclass(frozen=True)
+class CeilingPlan:
+    model: Path
+    texts: list[str]
+    subset: list[str]
+    precisions: tuple[str, ...]
+    default_precision: str
+    batch_size: int
+    sweep_batch_sizes: tuple[int, ...]
+    work_dir: Path
+
+
+def run_children(specs: Sequence[dict[str, Any]], work_dir: Path, tag: str) -> list[dict[str, Any]]:
+    """Start one child per spec (same passes each); release every pass in all of them together."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    processes: list[subprocess.Popen[str]] = []
+    outputs: list[Path] = []
+    logs: list[Path] = []
+    try:
+        for index, spec in enumerate(specs):
+            spec_path = work_dir / f"{tag}-{index}.spec.json"
+            spec_path.write_text(json.dumps(spec))
+            outputs.append(work_dir / f"{tag}-{index}.out.json")
+            logs.append(work_dir / f"{tag}-{index}.log")
+            with logs[-1].open("w") as log_file:
+                processes.append(
+                    subprocess.Popen(
+                        [PYTHON, "-m", "bench.child", str(spec_path), str(outputs[-1])],
+                        cwd=REPO,
+                        env=child_env(),
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=log_file,
+                        text=True,
+                        start_new_session=True,
+                    )
+                )
+        for _ in specs[0]["passes"]:
+            for process, log_path in zip(processes, logs, strict=True):
+                assert process.stdout is not None
+                while (line := process.stdout.readline()) and line.strip() != READY:
+                    pass
+                if not line:
+                    raise RuntimeError(f"classifier process failed:\n{log_path.read_text()[-2000:]}")
+            for process in processes:
+                assert process.stdin is not None
+                process.stdin.write("go\n")
+                process.stdin.flush()
+        for process, log_path in zip(processes, logs, strict=True):
+            if process.wait(CHILD_TIMEOUT) != 0:
+                raise RuntimeError(f"classifier process failed:\n{log_path.read_text()[-2000:]}")
+        return [json.loads(path.read_text()) for path in outputs]
+    finally:
+        with shielded_from_signals():
+            for process in processes:
+                stop_process(process, timeout=5)
+
+
+def _rate(items: int, seconds: float) -> float:
+    return items / seconds if seconds > 0 else 0.0
+
+
+def measure_layout(
+    plan: CeilingPlan, precision: str, processes: int, threads: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Classify all texts at ``precision`` with ``processes`` x ``threads``; the figures and raw results."""
+    planned = [{"batch_size": plan.batch_size, "set": "all"}]
+    if processes == 1 and precision == plan.default_precision:
+        planned += [{"batch_size": size, "set": "subset"} for size in plan.sweep_batch_sizes]
+    # Each pass runs twice on the same texts: the first (cold) also creates the kernels for each new
+    # tensor shape, the second (warm) is what a long-running worker gets, and is the ceiling.
+    passes = [{**item, "round": round_} for item in planned for round_ in ("cold", "warm")]
+    specs = [
+        {
+            "model": str(plan.model),
+            "precision": precision,
+            "threads": threads,
+            "texts": plan.texts[index::processes],
+            "subset": plan.subset,
+            "passes": passes,
+            "predictions": processes == 1,
+        }
+        for index in range(processes)
+    ]
+    name = layout_name(processes, threads)
+    log(f"ceiling: {precision}, {processes} process(es) x {threads} thread(s), {len(plan.texts)} texts")
+    results = run_children(specs, plan.work_dir, f"ceiling-{precision}-{name}")
+
+    def combined(round_: str) -> tuple[int, float]:
+        """All processes' items over the time from the first start to the last end of that pass."""
+        mains = [
+            next(item for item in result["passes"] if item["set"] == "all" and item["round"] == round_)
+            for result in results
+        ]
+        items = sum(item["items"] for item in mains)
+        cpu = sum(item["cpu_seconds"] for item in mains)
+        return items, max(item["end"] for item in mains) - min(item["start"] for item in mains), cpu
+
+    items, seconds, cpu_seconds = combined("warm")
+    _cold_items, cold_seconds, _cold_cpu = combined("cold")
+    figures = {
+        "precision": precision,
+        "layout": name,
+        "processes": processes,
+        "threads": threads,
+        "batch_size": plan.batch_size,
+        "items": items,
+        "seconds": seconds,
+        "items_per_s": _rate(items, seconds),
+        # CPU of all the layout's threads per item: compare with the pipeline workers' CPU per item.
+        "cpu_ms_per_item": cpu_seconds * 1000 / items if items else 0.0,
+        "cold_seconds": cold_seconds,
+        "cold_items_per_s": _rate(items, cold_seconds),
+        "load_seconds": max(result["load_seconds"] for result in results),
+        "import_seconds": max(result["import_seconds"] for result in results),
+        "peak_rss_mb": max(result.get("peak_rss_mb", 0.0) for result in results),
+        "cpu_capability": results[0]["cpu_capability"],
+        "torch": results[0]["torch"],
+    }
+    return figures, results
+
+
+def batch_sweep(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Items/s per batch size (warm, and cold) from a single process's subset passes."""
+    subset = [item for item in result["passes"] if item["set"] == "subset"]
+    cold = {item["batch_size"]: item for item in subset if item["round"] == "cold"}
+    return [
+        {
+            "batch_size": item["batch_size"],
+            "items": item["items"],
+            "seconds": item["seconds"],
+            "items_per_s": _rate(item["items"], item["seconds"]),
+            "cold_items_per_s": _rate(item["items"], cold[item["batch_size"]]["seconds"]),
+        }
+        for item in subset
+        if item["round"] == "warm"
+    ]
+
+
+def agreement(reference: list[dict[str, Any]], other: list[dict[str, Any]]) -> dict[str, Any]:
+    """How often ``other`` picks fp32's label, and how far its confidence strays."""
+    pairs = list(zip(reference, other, strict=True))
+    disagreeing = [ref for ref, item in pairs if ref["label"] != item["label"]]
+    return {
+        "items": len(pairs),
+        "same_label_share": 1 - len(disagreeing) / len(pairs) if pairs else 0.0,
+        "disagreements": len(disagreeing),
+        "max_abs_confidence_diff": max(
+            (abs(ref["confidence"] - item["confidence"]) for ref, item in pairs), default=0.0
+        ),
+        "max_fp32_margin_where_disagreeing": max((ref["margin"] for ref in disagreeing), default=None),
+    }
+
+
+def measure_ceiling(plan: CeilingPlan) -> dict[str, Any]:
+    """Every precision and layout, the batch-size sweep, and agreement with fp32."""
+    layouts: list[dict[str, Any]] = []
+    predictions: dict[str, list[dict[str, Any]]] = {}
+    sweep: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for precision in plan.precisions:
+        for processes, threads in LAYOUTS:
+            try:
+                figures, results = measure_layout(plan, precision, processes, threads)
+            except (RuntimeError, subprocess.TimeoutExpired, OSError) as error:
+                errors.append(f"{precision} {layout_name(processes, threads)}: {error}")
+                log(f"ceiling: {precision} {layout_name(processes, threads)} failed: {error}")
+                continue
+            layouts.append(figures)
+            log(f"ceiling: {precision} {figures['layout']}: {figures['items_per_s']:.1f} items/s")
+            if processes == 1:
+                predictions[precision] = results[0]["predictions"]
+                if precision == plan.default_precision:
+                    sweep = batch_sweep(results[0])
+    agreements = {
+        precision: agreement(predictions["fp32"], predictions[precision])
+        for precision in predictions
+        if precision != "fp32" and "fp32" in predictions
+    }
+    return {
+        "layouts": layouts,
+        "batch_sweep": {
+            "precision": plan.default_precision,
+            "layout": layout_name(*LAYOUTS[0]),
+            "subset_items": len(plan.subset),
+            "results": sweep,
+        },
+        "agreement": agreements,
+        "errors": errors,
+    }
+
+
+def best_layout(ceiling: dict[str, Any], precision: str) -> dict[str, Any] | None:
+    """The fastest layout measured at ``precision``."""
+    candidates = [item for item in ceiling["layouts"] if item["precision"] == precision]
+    return max(candidates, key=lambda item: item["items_per_s"], default=None)
+
+
+def layout_for(ceiling: dict[str, Any], precision: str, processes: int) -> dict[str, Any] | None:
+    return next(
+        (
+            item
+            for item in ceiling["layouts"]
+            if item["precision"] == precision and item["processes"] == processes
+        ),
+        None,
+    )

@@ -1,0 +1,164 @@
+"""Diagnostic: what the pipeline costs per item besides the model, by component.
+
+python -m bench.overhead [--items N]
+
+Not part of ``bench.run``: it explains the gap between the pipeline and the ceiling. The model is
+replaced by a stub that returns a fixed prediction at once, and everything runs in this process:
+
+- ``database, one item at a time``: ``jobs.classify.classify_contents([id])`` per item, what a job
+  run alone costs (one read, one write transaction);
+- ``database, batches of 32``: ``classify_contents(batch)``, the batching worker's database work;
+- ``whole worker, batches of 32``: a ``FinbertWorker`` in burst mode draining the queued jobs
+  (dequeue, mark started, classify with the stub, store, finish in Redis): the worker's whole cost
+  per item apart from the model. Enqueueing is not timed. Logging at WARNING.
+
+Each figure is milliseconds per item on SQLite and on PostgreSQL (a private server); their sum
+with the model's time per item (1 / ceiling rate) predicts the pipeline's rate on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.common import evenly_spaced, load_texts, log, raise_on_sigterm, shielded_from_signals
+from bench.pipeline import import_texts
+
+BATCH = 32
+TEXTS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "financial-headlines.csv"
+
+
+class StubClassifier:
+    """Stands in for the model: a fixed prediction per text, no torch work."""
+
+    model_version = "stub"
+    batch_size = BATCH
+
+    def classify(self, texts: list[str]) -> list[Any]:
+        from workers.classifier import Prediction
+
+        scores = {"neutral": 0.8, "positive": 0.1, "negative": 0.1}
+        return [Prediction("neutral", 0.8, scores) for _ in texts]
+
+
+def one_at_a_time(url: str, redis_url: str, ids: list[int]) -> float:
+    """Seconds for ``classify_contents([id])`` for each id in turn."""
+    from jobs.classify import classify_contents
+
+    started = time.perf_counter()
+    for content_id in ids:
+        classify_contents([content_id], url, raise_errors=True)
+    return time.perf_counter() - started
+
+
+def in_batches(url: str, redis_url: str, ids: list[int]) -> float:
+    """Seconds for ``classify_contents`` over batches of BATCH ids."""
+    from jobs.classify import classify_contents
+
+    started = time.perf_counter()
+    for start in range(0, len(ids), BATCH):
+        classify_contents(ids[start : start + BATCH], url)
+    return time.perf_counter() - started
+
+
+def whole_worker(url: str, redis_url: str, ids: list[int]) -> float:
+    """Enqueue the ids (untimed), then seconds for a burst FinbertWorker to drain them (up to its teardown)."""
+    from config import load_settings
+    from jobs.queue import classification_queue, enqueue_ids
+    from services.redis_connection import connect
+    from workers.worker import FinbertWorker
+
+    connection = connect(redis_url)
+    connection.flushdb()
+    queue = classification_queue(connection)
+    enqueue_ids(queue, ids)
+    config = load_settings({"DATABASE_URL": url, "FINBERT_BATCH_SIZE": str(BATCH), "TORCH_THREADS": "1"})
+    worker = FinbertWorker([queue], connection=connection, config=config)
+    ended: list[float] = []
+    teardown = worker.teardown
+
+    def timed_teardown() -> None:  # the queue is drained; unsubscribing can take a second: not timed
+        ended.append(time.perf_counter())
+        teardown()
+
+    worker.teardown = timed_teardown  # type: ignore[method-assign]
+    started = time.perf_counter()
+    worker.work(burst=True, logging_level="WARNING")
+    return (ended[0] if ended else time.perf_counter()) - started
+
+
+#: component name -> its measurement: (database URL, Redis URL, content ids) -> seconds.
+COMPONENTS: dict[str, Callable[[str, str, list[int]], float]] = {
+    "database, one item at a time": one_at_a_time,
+    "database, batches of 32": in_batches,
+    "whole worker, batches of 32": whole_worker,
+}
+
+
+def measure(items: int, work_dir: Path, stack: contextlib.ExitStack) -> dict[str, Any]:
+    from db.migrate import upgrade
+    from services.redis_server import RedisServer
+    from tests.servers import PostgresServer
+    from workers.warm import use_classifier
+
+    texts = evenly_spaced(load_texts(TEXTS), items)
+    use_classifier(StubClassifier())  # type: ignore[arg-type]
+    results: dict[str, Any] = {"items": len(texts), "databases": {}}
+    redis = RedisServer(work_dir / "redis")
+    stack.callback(redis.stop)
+    redis.start()
+    postgres = PostgresServer(work_dir / "postgres")
+    stack.callback(postgres.stop)
+    log("starting PostgreSQL")
+    postgres.start()
+    urls = {
+        "sqlite": f"sqlite:///{work_dir / 'overhead.db'}",
+        "postgresql": postgres.create_database("overhead"),
+    }
+    for name, url in urls.items():
+        upgrade(url)
+        figures = {}
+        for label, component in COMPONENTS.items():
+            ids = import_texts(url, texts, work_dir, f"{name}-{len(figures)}")
+            figures[label] = component(url, redis.url, ids) * 1000 / len(ids)
+            log(f"{name}: {label}: {figures[label]:.2f} ms per item")
+        results["databases"][name] = figures
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=600)
+    args = parser.parse_args(argv)
+    raise_on_sigterm()
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    work_dir = Path(tempfile.mkdtemp(prefix="volfefe-overhead-"))
+    work_dir.chmod(0o755)
+    stack = contextlib.ExitStack()
+    try:
+        results = measure(args.items, work_dir, stack)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        with shielded_from_signals():
+            stack.close()
+            shutil.rmtree(work_dir, ignore_errors=True)
+    print(f"\nms per item, {results['items']} items (model replaced by a stub):\n")
+    names = list(results["databases"])
+    print("| component | " + " | ".join(names) + " |")
+    print("| --- |" + " --- |" * len(names))
+    for label in results["databases"][names[0]]:
+        print(f"| {label} | " + " | ".join(f"{results['databases'][n][label]:.2f}" for n in names) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
