@@ -15,9 +15,14 @@ import os
 import time
 from collections import deque
 
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import WatchError
+from redis.retry import Retry
 from rq import Queue
 from rq.executions import Execution
 from rq.job import Job, JobStatus
+from rq.scheduler import RQScheduler
 from rq.timeouts import JobTimeoutException
 from rq.utils import now
 from rq.worker import SimpleWorker, WorkerStatus
@@ -33,6 +38,14 @@ MAINTENANCE_INTERVAL = 10
 HEARTBEAT_MARGIN = 10
 #: seconds between heartbeats for a batch's jobs that wait while earlier ones run alone.
 HEARTBEAT_REFRESH = 5
+#: attempts and backoff (seconds) for a Redis command whose connection failed: rides through a Redis
+#: restart of 15 s or more. A client made by ``Redis.from_url`` (``rq worker --url``) has none,
+#: and RQ's work loop quits the worker on any error outside its dequeue.
+REDIS_RETRIES = 15
+REDIS_RETRY_BASE = 0.05
+REDIS_RETRY_CAP = 2.0
+#: seconds without a heartbeat after which another scheduler's lock counts as abandoned.
+SCHEDULER_STALE_AFTER = 15
 
 
 class FinbertWorker(SimpleWorker):
@@ -42,6 +55,10 @@ class FinbertWorker(SimpleWorker):
         super().__init__(*args, **kwargs)
         self.config = config or settings()
         self.maintenance_interval = min(self.maintenance_interval, MAINTENANCE_INTERVAL)
+        # The scheduler process copies these connection settings, so it rides through restarts too.
+        # Connection errors only: a timeout keeps RQ's own handling (the worker quits).
+        backoff = ExponentialWithJitterBackoff(base=REDIS_RETRY_BASE, cap=REDIS_RETRY_CAP)
+        self.connection.set_retry(Retry(backoff, REDIS_RETRIES, supported_errors=(RedisConnectionError,)))
         #: the batch being worked on: taken from the queue, marked started, not finished yet.
         self._pending: deque[tuple[Job, Queue]] = deque()
         self._executions: dict[str, Execution] = {}
@@ -57,6 +74,42 @@ class FinbertWorker(SimpleWorker):
         if job.timeout is None or job.timeout < 0:
             return super().get_heartbeat_ttl(job, working_time)
         return int(job.timeout) + HEARTBEAT_MARGIN
+
+    def run_maintenance_tasks(self) -> None:
+        if self.scheduler is not None:
+            self._release_dead_scheduler_locks()
+        super().run_maintenance_tasks()
+
+    def _release_dead_scheduler_locks(self) -> None:
+        """Release a scheduler lock whose holder stopped refreshing it, so that this worker takes it over.
+
+        A killed worker's scheduler keeps its lock for another 61 s (interval + 60); until then no
+        scheduler moves the retries of its abandoned jobs out of the scheduled registry. The holder
+        refreshes the lock every second; one not refreshed for SCHEDULER_STALE_AFTER seconds is dead.
+        """
+        assert self.scheduler is not None
+        lock_ttl = self.scheduler.interval + 60
+        for name in self.queue_names():
+            key = RQScheduler.get_locking_key(name)
+            with self.connection.pipeline() as pipeline:
+                try:
+                    pipeline.watch(key)  # a refresh by a live holder aborts the delete below
+                    holder, ttl = pipeline.get(key), pipeline.ttl(key)
+                    if holder is None or holder.decode() == self.scheduler.name:
+                        continue
+                    if ttl < 0 or ttl > lock_ttl - SCHEDULER_STALE_AFTER:
+                        continue
+                    pipeline.multi()
+                    pipeline.delete(key)
+                    pipeline.execute()
+                except WatchError:
+                    continue
+            self.log.warning(
+                "Worker %s: scheduler lock for %s not refreshed for %ds; released it",
+                self.name,
+                name,
+                lock_ttl - ttl,
+            )
 
     def bootstrap(self, *args, **kwargs) -> None:
         """Load the model before registering, so that a worker that cannot classify never takes a job."""
@@ -86,6 +139,9 @@ class FinbertWorker(SimpleWorker):
         """Dequeue a job as RQ does, then take the batch it heads and mark the whole batch started."""
         first = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         if first is not None:
+            # Busy from the first job on: a SIGTERM while the batch fills then waits for the batch
+            # (warm shutdown); while idle, RQ raises StopRequested at once, stranding the jobs taken.
+            self.set_state(WorkerStatus.BUSY)
             self._pending = deque([first, *self._take_ready_jobs(self.config.batch_size - 1)])
             self._start(self._pending)
         return first
@@ -105,7 +161,7 @@ class FinbertWorker(SimpleWorker):
             )
             if result is not None:
                 taken.append(result)
-            elif time.monotonic() < deadline:
+            elif time.monotonic() < deadline and not self._stop_requested:
                 time.sleep(0.0005)
             else:
                 break
@@ -114,12 +170,16 @@ class FinbertWorker(SimpleWorker):
     def _start(self, batch: deque[tuple[Job, Queue]]) -> None:
         """Mark every job of the batch started, so that a crash leaves them all recoverable."""
         with self.connection.pipeline() as pipeline:
-            for job, _queue in batch:
+            for job, queue in batch:
                 ttl = self.get_heartbeat_ttl(job)
                 self._executions[job.id] = Execution.create(
                     job, ttl, pipeline=pipeline, worker_name=self.name
                 )
                 job.prepare_for_execution(self.name, pipeline=pipeline)
+                # Started now, so recovered through the started registry if this worker dies, as RQ's
+                # own prepare_job_execution does; left in the intermediate list, a finished job would
+                # later be failed by RQ's maintenance as "stuck in intermediate queue" and run again.
+                pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
             self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
             pipeline.execute()
         self._heartbeats_sent = time.monotonic()
