@@ -74,12 +74,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run(config, args.file or SAMPLE_POSTS, args.workers)
     if args.command == "dashboard":
-        from services.dashboard import DEFAULT_BIND, DEFAULT_PORT, dashboard_command
+        from services.dashboard import DEFAULT_BIND, DEFAULT_PORT, dashboard_command, dashboard_environment
         from services.redis_connection import redis_url
 
-        command = dashboard_command(redis_url(config), args.bind or DEFAULT_BIND, args.port or DEFAULT_PORT)
+        command = dashboard_command(args.bind or DEFAULT_BIND, args.port or DEFAULT_PORT)
         sys.stdout.flush()
-        os.execvp(command[0], command)
+        os.execvpe(command[0], command, dashboard_environment(redis_url(config)))
     if args.command == "redis-url":
         from services.redis_connection import redis_url
 

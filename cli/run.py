@@ -37,8 +37,8 @@ class WorkersDied(RuntimeError):
     """Every worker process exited before the jobs were done."""
 
 
-def worker_command(url: str) -> list[str]:
-    return ["rq", "worker", QUEUE_NAME, "-w", "workers.FinbertWorker", "--with-scheduler", "--url", url]
+#: the worker command; the Redis URL goes in RQ_REDIS_URL, not argv (``ps`` would show a password).
+WORKER_COMMAND = ["rq", "worker", QUEUE_NAME, "-w", "workers.FinbertWorker", "--with-scheduler"]
 
 
 def start_workers(config: Settings, url: str, count: int, log_dir: Path) -> list[subprocess.Popen]:
@@ -48,12 +48,13 @@ def start_workers(config: Settings, url: str, count: int, log_dir: Path) -> list
         "WORKER_PROCESSES": str(count),
         "TORCH_THREADS": str(max(1, (os.cpu_count() or 1) // count)),
         "DATABASE_URL": config.database_url,
+        "RQ_REDIS_URL": url,
         "TOKENIZERS_PARALLELISM": "false",
     }
     workers = []
     for index in range(count):
         log = (log_dir / f"worker-{index + 1}.log").open("w")
-        workers.append(subprocess.Popen(worker_command(url), env=env, stdout=log, stderr=subprocess.STDOUT))
+        workers.append(subprocess.Popen(WORKER_COMMAND, env=env, stdout=log, stderr=subprocess.STDOUT))
     return workers
 
 

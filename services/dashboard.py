@@ -23,12 +23,21 @@ def is_loopback(host: str) -> bool:
         return False  # a hostname other than localhost may resolve to anything
 
 
-def dashboard_command(redis_url: str, bind: str = DEFAULT_BIND, port: int = DEFAULT_PORT) -> list[str]:
-    """The rq-dashboard command line. Credentials stay in RQ_DASHBOARD_USERNAME / _PASSWORD (not argv)."""
+def dashboard_command(bind: str = DEFAULT_BIND, port: int = DEFAULT_PORT) -> list[str]:
+    """The rq-dashboard command line.
+
+    The Redis URL (which may hold a password) and the credentials travel in the environment
+    (``dashboard_environment``, RQ_DASHBOARD_USERNAME / _PASSWORD), never in argv, which ``ps`` shows.
+    """
     has_auth = bool(os.environ.get("RQ_DASHBOARD_USERNAME") and os.environ.get("RQ_DASHBOARD_PASSWORD"))
     if not is_loopback(bind) and not has_auth:
         raise DashboardRefused(
             f"refusing to serve the dashboard on {bind} without credentials: set RQ_DASHBOARD_USERNAME "
             "and RQ_DASHBOARD_PASSWORD, or bind 127.0.0.1"
         )
-    return ["rq-dashboard", "--bind", bind, "--port", str(port), "--redis-url", redis_url]
+    return ["rq-dashboard", "--bind", bind, "--port", str(port)]
+
+
+def dashboard_environment(redis_url: str) -> dict[str, str]:
+    """The environment to run rq-dashboard in: this one, plus the Redis URL it reads."""
+    return {**os.environ, "RQ_DASHBOARD_REDIS_URL": redis_url}

@@ -50,7 +50,7 @@ from jobs.queue import (
     job_id_for,
 )
 from jobs.sweep import sweep
-from services.dashboard import DEFAULT_BIND, DashboardRefused, dashboard_command
+from services.dashboard import DEFAULT_BIND, DashboardRefused, dashboard_command, dashboard_environment
 from tests.processes import READY_LINE, READY_TIMEOUT, WorkerProcess, wait_for
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -497,12 +497,6 @@ def test_one_batch_mixing_outcomes_and_a_permanent_failure(
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: workers/worker.py FinbertWorker._finish records batch successes without the dependents "
-    "step of RQ's handle_job_success (queue.move_dependents_to_ready + enqueue_ready_jobs_by_queue): "
-    "a job that depends on a classification job stays deferred forever",
-)
 def test_a_job_that_depends_on_a_classification_job_runs_after_it(
     pg_db: str, redis_url: str, connection: Redis, start_workers
 ) -> None:
@@ -915,14 +909,19 @@ def no_dashboard_auth(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_dashboard_binds_loopback_by_default(no_dashboard_auth: None) -> None:
     assert DEFAULT_BIND == "127.0.0.1"
-    command = dashboard_command("redis://127.0.0.1:6379/0")
+    command = dashboard_command()
     assert command[command.index("--bind") + 1] == "127.0.0.1"
-    assert command[command.index("--redis-url") + 1] == "redis://127.0.0.1:6379/0"
+
+
+def test_dashboard_gets_the_redis_url_from_the_environment_not_argv(no_dashboard_auth: None) -> None:
+    url = "redis://:s3cret@127.0.0.1:6379/0"
+    assert not any("s3cret" in part for part in dashboard_command())
+    assert dashboard_environment(url)["RQ_DASHBOARD_REDIS_URL"] == url
 
 
 @pytest.mark.parametrize("bind", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
 def test_dashboard_allows_loopback_without_credentials(bind: str, no_dashboard_auth: None) -> None:
-    command = dashboard_command("redis://127.0.0.1:6379/0", bind)
+    command = dashboard_command(bind)
     assert command[command.index("--bind") + 1] == bind
 
 
@@ -936,7 +935,7 @@ def test_dashboard_refuses_an_exposed_bind_without_credentials(
     for key, value in credentials.items():
         monkeypatch.setenv(key, value)
     with pytest.raises(DashboardRefused, match="RQ_DASHBOARD_USERNAME"):
-        dashboard_command("redis://127.0.0.1:6379/0", bind)
+        dashboard_command(bind)
 
 
 @pytest.mark.parametrize("bind", ["0.0.0.0", "192.168.1.20"])
@@ -945,7 +944,7 @@ def test_dashboard_allows_an_exposed_bind_with_credentials(
 ) -> None:
     monkeypatch.setenv("RQ_DASHBOARD_USERNAME", "admin")
     monkeypatch.setenv("RQ_DASHBOARD_PASSWORD", "s3cret")
-    command = dashboard_command("redis://127.0.0.1:6379/0", bind, 9999)
+    command = dashboard_command(bind, 9999)
     assert command[command.index("--bind") + 1] == bind
     assert command[command.index("--port") + 1] == "9999"
     assert "s3cret" not in command and "admin" not in command  # credentials stay in the environment

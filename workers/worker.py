@@ -12,6 +12,7 @@ Every job keeps its own status, result, attempts and uniqueness, exactly as when
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections import deque
 
@@ -27,7 +28,7 @@ from rq.timeouts import JobTimeoutException
 from rq.utils import now
 from rq.worker import SimpleWorker, WorkerStatus
 
-from config import Settings, settings
+from config import ConfigError, Settings, settings
 from jobs.outcomes import FAILED
 from jobs.queue import JOB_FUNCTION, JOB_TIMEOUT
 from workers.classifier import ModelLoadError
@@ -53,7 +54,11 @@ class FinbertWorker(SimpleWorker):
 
     def __init__(self, *args, config: Settings | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.config = config or settings()
+        try:
+            self.config = config or settings()
+        except ConfigError as error:  # before logging is set up: one line, no traceback
+            print(f"rq worker: error: {error}", file=sys.stderr)
+            raise SystemExit(1) from None
         self.maintenance_interval = min(self.maintenance_interval, MAINTENANCE_INTERVAL)
         # The scheduler process copies these connection settings, so it rides through restarts too.
         # Connection errors only: a timeout keeps RQ's own handling (the worker quits).
@@ -228,16 +233,26 @@ class FinbertWorker(SimpleWorker):
         }
 
     def _finish(self, finished: list[tuple[Job, Queue]], results: dict[str, str | dict]) -> None:
-        """Record the batch's successes in one round trip, with the calls RQ's success path makes."""
+        """Record the batch's successes in one round trip, with the calls RQ's success path makes.
+
+        A job that others depend on goes through RQ's own ``handle_job_success``, which releases them.
+        """
         if not finished:
             return
         ended_at = now()
+        with self.connection.pipeline(transaction=False) as pipeline:
+            for job, _queue in finished:
+                pipeline.exists(job.dependents_key)
+            has_dependents = pipeline.execute()
+        for job, _queue in finished:
+            job.ended_at = ended_at
+            job._result = results[job.id]
+            job._status = JobStatus.FINISHED
         with self.connection.pipeline() as pipeline:
-            for job, queue in finished:
+            for (job, _queue), dependents in zip(finished, has_dependents, strict=True):
+                if dependents:
+                    continue
                 execution = self._executions.pop(job.id)
-                job.ended_at = ended_at
-                job._result = results[job.id]
-                job._status = JobStatus.FINISHED
                 result_ttl = job.get_result_ttl(self.default_result_ttl)
                 job._handle_success(
                     result_ttl,
@@ -249,10 +264,13 @@ class FinbertWorker(SimpleWorker):
                 )
                 job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
                 self.cleanup_execution(job, pipeline=pipeline, execution=execution)
-                pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
                 self.increment_successful_job_count(pipeline=pipeline)
                 self.increment_total_working_time(ended_at - (job.started_at or ended_at), pipeline)
             pipeline.execute()
+        for (job, queue), dependents in zip(finished, has_dependents, strict=True):
+            if dependents:
+                execution = self._executions.pop(job.id)
+                self.handle_job_success(job, queue, queue.started_job_registry, execution)
         self.log.info("Worker %s: finished %d jobs in one batch", self.name, len(finished))
 
     def _refresh_pending_heartbeats(self) -> None:
