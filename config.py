@@ -8,7 +8,8 @@ Every setting has a documented default so that the project runs with nothing set
 | ``REDIS_URL`` | unset | Redis for the queue; unset: the CLI starts a private ``redis-server`` |
 | ``FINBERT_MODEL`` | ``yiyanghkust/finbert-tone`` | hub id or local folder of a sequence-classification model |
 | ``FINBERT_PRECISION`` | ``bf16`` | ``fp32``, ``bf16`` or ``int8`` (see BENCHMARKS.md) |
-| ``FINBERT_BATCH_SIZE`` | ``32`` | texts per forward pass, and jobs a worker takes at once |
+| ``FINBERT_BATCH_SIZE`` | ``32`` | texts per forward pass |
+| ``WORKER_BATCH_JOBS`` | ``256`` | ready jobs a worker takes at once, sorted by length into forward passes |
 | ``FINBERT_BATCH_WAIT_MS`` | ``2`` | how long a worker waits for more jobs to fill a batch |
 | ``FINBERT_MAX_LENGTH`` | ``512`` | tokens per text; longer texts are truncated |
 | ``FINBERT_LABELS`` | unset | label names in id order, for a model whose config has none |
@@ -31,8 +32,11 @@ DEFAULT_MODEL = "yiyanghkust/finbert-tone"
 PRECISIONS = ("fp32", "bf16", "int8")
 #: bf16 weights: 2-4x fp32 throughput on this hardware with identical labels (BENCHMARKS.md).
 DEFAULT_PRECISION = "bf16"
-#: texts per forward pass (and jobs per worker batch).
+#: texts per forward pass.
 DEFAULT_BATCH_SIZE = 32
+#: ready jobs a worker takes at once: enough texts to sort by length, so that each forward pass
+#: pads little (32 jobs in queue order padded to their longest ran at half the speed; BENCHMARKS.md).
+DEFAULT_WORKER_BATCH_JOBS = 256
 #: milliseconds a worker waits for more ready jobs before running a partial batch.
 DEFAULT_BATCH_WAIT_MS = 2.0
 #: tokens; BERT's position embeddings end at 512.
@@ -50,6 +54,7 @@ class Settings:
     model: str
     precision: str
     batch_size: int
+    worker_batch_jobs: int
     batch_wait_ms: float
     max_length: int
     labels: tuple[str, ...] | None
@@ -100,6 +105,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         model=environ.get("FINBERT_MODEL", "").strip() or DEFAULT_MODEL,
         precision=precision,
         batch_size=_positive_int(environ, "FINBERT_BATCH_SIZE", DEFAULT_BATCH_SIZE),
+        worker_batch_jobs=_positive_int(environ, "WORKER_BATCH_JOBS", DEFAULT_WORKER_BATCH_JOBS),
         batch_wait_ms=_non_negative_float(environ, "FINBERT_BATCH_WAIT_MS", DEFAULT_BATCH_WAIT_MS),
         max_length=_positive_int(environ, "FINBERT_MAX_LENGTH", DEFAULT_MAX_LENGTH),
         labels=labels,

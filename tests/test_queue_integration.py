@@ -307,7 +307,9 @@ def test_two_workers_end_every_job_once_and_skip_without_retry(
     missing = [max(ids) + 1000 + k for k in range(10)]
     assert len(with_text) == 170 and len(no_text) == 30
 
-    workers = start_workers(redis_url, pg_db, count=2, env={"FINBERT_BATCH_SIZE": "16"})
+    workers = start_workers(
+        redis_url, pg_db, count=2, env={"FINBERT_BATCH_SIZE": "16", "WORKER_BATCH_JOBS": "16"}
+    )
     report = enqueue_ids(classification_queue(connection), [*ids, *missing])
     assert sorted(report.enqueued) == sorted([*ids, *missing])
     job_ids = report.job_ids
@@ -428,7 +430,7 @@ def test_one_batch_mixing_outcomes_and_a_permanent_failure(
     assert report.enqueued == order
     neighbours = [content_id for content_id in order if content_id != bad]
 
-    (worker,) = start_workers(redis_url, pg_db, env={"FINBERT_BATCH_SIZE": "32"})
+    (worker,) = start_workers(redis_url, pg_db, env={"FINBERT_BATCH_SIZE": "32", "WORKER_BATCH_JOBS": "32"})
     bad_job_id = job_id_for(bad)
 
     def attempts() -> int:
@@ -704,7 +706,7 @@ def test_one_worker_loads_the_model_once_for_many_jobs(
     pg_db: str, redis_url: str, connection: Redis, start_workers
 ) -> None:
     add_contents(pg_db, [headline(i) for i in range(100)])
-    (worker,) = start_workers(redis_url, pg_db, env={"FINBERT_BATCH_SIZE": "8"})
+    (worker,) = start_workers(redis_url, pg_db, env={"FINBERT_BATCH_SIZE": "8", "WORKER_BATCH_JOBS": "8"})
 
     report = sweep(connection, pg_db)
     assert len(report.enqueued) == 100
@@ -986,7 +988,7 @@ def test_batch_size_does_not_change_results(
             job_ids[batch_size] = enqueue_ids(classification_queue(client), ids).job_ids
         workers += start_workers.each(
             [
-                (redis_for_run, url, {"FINBERT_BATCH_SIZE": str(size)})
+                (redis_for_run, url, {"FINBERT_BATCH_SIZE": str(size), "WORKER_BATCH_JOBS": str(size)})
                 for size, (url, redis_for_run, _) in runs.items()
             ]
         )

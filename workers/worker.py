@@ -1,8 +1,8 @@
 """FinbertWorker: an RQ SimpleWorker that keeps the model warm and classifies ready jobs in batches.
 
-It takes up to ``FINBERT_BATCH_SIZE`` ready jobs at once (the first blocking, the rest only if
+It takes up to ``WORKER_BATCH_JOBS`` ready jobs at once (the first blocking, the rest only if
 they are waiting or arrive within ``FINBERT_BATCH_WAIT_MS``) and marks them all started. Then one
-read, one forward pass and one write classify the batch, and its successes (classified or
+read, forward passes of ``FINBERT_BATCH_SIZE`` texts sorted by length, and one write classify the batch, and its successes (classified or
 skipped) are recorded in one Redis round trip with the same Job calls RQ's success path makes.
 A job whose content could not be stored, or any job when the batch as a whole fails, runs alone
 through RQ's own ``perform_job``: it fails and is retried on its own, its neighbours untouched.
@@ -128,12 +128,14 @@ class FinbertWorker(SimpleWorker):
             self.log.error("%s", error)
             raise SystemExit(1) from None
         self.log.info(
-            "Worker: model %s loaded from %s in %.2fs (precision %s, %d torch threads, batches of %d)",
+            "Worker: model %s loaded from %s in %.2fs (precision %s, %d torch threads, "
+            "up to %d jobs at once in forward passes of %d)",
             classifier.model_version,
             self.config.model,
             time.perf_counter() - started,
             self.config.precision,
             self.config.torch_threads,
+            self.config.worker_batch_jobs,
             self.config.batch_size,
         )
         super().bootstrap(*args, **kwargs)
@@ -147,7 +149,7 @@ class FinbertWorker(SimpleWorker):
             # Busy from the first job on: a SIGTERM while the batch fills then waits for the batch
             # (warm shutdown); while idle, RQ raises StopRequested at once, stranding the jobs taken.
             self.set_state(WorkerStatus.BUSY)
-            self._pending = deque([first, *self._take_ready_jobs(self.config.batch_size - 1)])
+            self._pending = deque([first, *self._take_ready_jobs(self.config.worker_batch_jobs - 1)])
             self._start(self._pending)
         return first
 

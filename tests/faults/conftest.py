@@ -34,7 +34,7 @@ from tests.processes import WorkerProcess, wait_for
 from tests.servers import PostgresServer
 
 #: worker settings of the suite unless a test says otherwise: the production batch size.
-WORKER_ENV = {"FINBERT_BATCH_SIZE": "32"}
+WORKER_ENV = {"FINBERT_BATCH_SIZE": "32", "WORKER_BATCH_JOBS": "32"}
 #: a worker that waits for its batch to fill (jobs enqueued one by one arrive within milliseconds).
 FULL_BATCHES = {"FINBERT_BATCH_WAIT_MS": "300"}
 #: seconds between two looks at the database or the queue while waiting.

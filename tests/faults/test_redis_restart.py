@@ -19,7 +19,7 @@ from tests.faults.conftest import FaultRun, post_texts
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 CONTENTS = 300
-SMALL_BATCHES = {"FINBERT_BATCH_SIZE": "4"}
+SMALL_BATCHES = {"FINBERT_BATCH_SIZE": "4", "WORKER_BATCH_JOBS": "4"}
 
 
 def run_sweep(run: FaultRun) -> subprocess.CompletedProcess[str]:
