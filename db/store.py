@@ -21,6 +21,23 @@ def record_skip(session: Session, content_id: int, reason: str) -> None:
     session.execute(update(Content).where(Content.id == content_id).values(skip_reason=reason))
 
 
+def _insert(session: Session, rows: list[dict]) -> set[int]:
+    """Insert classification rows unless their content has one; mark the contents classified.
+
+    Returns the content ids inserted: a returned id, not rowcount (-1 with RETURNING on PostgreSQL).
+    """
+    insert = _INSERTS[session.get_bind().dialect.name]
+    statement = (
+        insert(Classification)
+        .on_conflict_do_nothing(index_elements=["content_id"])
+        .returning(Classification.content_id)
+    )
+    inserted = set(session.scalars(statement, rows))
+    content_ids = [row["content_id"] for row in rows]
+    session.execute(update(Content).where(Content.id.in_(content_ids)).values(classified=True))
+    return inserted
+
+
 def save_classifications(session: Session, model_version: str, rows: dict[int, Prediction]) -> set[int]:
     """Insert the classifications of many contents in one statement; return the content ids inserted.
 
@@ -28,25 +45,19 @@ def save_classifications(session: Session, model_version: str, rows: dict[int, P
     """
     if not rows:
         return set()
-    insert = _INSERTS[session.get_bind().dialect.name]
-    statement = (
-        insert(Classification)
-        .on_conflict_do_nothing(index_elements=["content_id"])
-        .returning(Classification.content_id)
+    return _insert(
+        session,
+        [
+            {
+                "content_id": content_id,
+                "sentiment": prediction.sentiment,
+                "confidence": prediction.confidence,
+                "model_version": model_version,
+                "meta": {"raw_scores": prediction.raw_scores},
+            }
+            for content_id, prediction in rows.items()
+        ],
     )
-    values = [
-        {
-            "content_id": content_id,
-            "sentiment": prediction.sentiment,
-            "confidence": prediction.confidence,
-            "model_version": model_version,
-            "meta": {"raw_scores": prediction.raw_scores},
-        }
-        for content_id, prediction in rows.items()
-    ]
-    inserted = set(session.scalars(statement, values))
-    session.execute(update(Content).where(Content.id.in_(list(rows))).values(classified=True))
-    return inserted
 
 
 def save_classification(
@@ -62,20 +73,11 @@ def save_classification(
     Returns False when a classification was already there (another run won): nothing is written then
     but the flag. Both statements run in the caller's transaction.
     """
-    insert = _INSERTS[session.get_bind().dialect.name]
-    statement = (
-        insert(Classification)
-        .values(
-            content_id=content_id,
-            sentiment=sentiment,
-            confidence=confidence,
-            model_version=model_version,
-            meta={"raw_scores": raw_scores},
-        )
-        .on_conflict_do_nothing(index_elements=["content_id"])
-        .returning(Classification.id)
-    )
-    # A returned id, not rowcount: with implicit RETURNING on PostgreSQL, rowcount is -1.
-    inserted = session.execute(statement).first() is not None
-    session.execute(update(Content).where(Content.id == content_id).values(classified=True))
-    return inserted
+    row = {
+        "content_id": content_id,
+        "sentiment": sentiment,
+        "confidence": confidence,
+        "model_version": model_version,
+        "meta": {"raw_scores": raw_scores},
+    }
+    return content_id in _insert(session, [row])

@@ -2,8 +2,9 @@
 
 It takes up to ``WORKER_BATCH_JOBS`` ready jobs at once (the first blocking, the rest only if
 they are waiting or arrive within ``FINBERT_BATCH_WAIT_MS``) and marks them all started. Then one
-read, forward passes of ``FINBERT_BATCH_SIZE`` texts sorted by length, and one write classify the batch, and its successes (classified or
-skipped) are recorded in one Redis round trip with the same Job calls RQ's success path makes.
+read, forward passes of ``FINBERT_BATCH_SIZE`` texts sorted by length, and one write classify the
+batch, and its successes (classified or skipped) are recorded in one Redis round trip with the same
+Job calls RQ's success path makes.
 A job whose content could not be stored, or any job when the batch as a whole fails, runs alone
 through RQ's own ``perform_job``: it fails and is retried on its own, its neighbours untouched.
 Every job keeps its own status, result, attempts and uniqueness, exactly as when run alone.
@@ -11,7 +12,6 @@ Every job keeps its own status, result, attempts and uniqueness, exactly as when
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import deque
@@ -120,7 +120,6 @@ class FinbertWorker(SimpleWorker):
         """Load the model before registering, so that a worker that cannot classify never takes a job."""
         from workers.warm import warm_classifier
 
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         started = time.perf_counter()
         try:
             classifier = warm_classifier(self.config)
@@ -187,13 +186,13 @@ class FinbertWorker(SimpleWorker):
                 # own prepare_job_execution does; left in the intermediate list, a finished job would
                 # later be failed by RQ's maintenance as "stuck in intermediate queue" and run again.
                 pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
-            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
             pipeline.execute()
         self._heartbeats_sent = time.monotonic()
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Run the batch ``job`` heads: classify and finish it in bulk; what failed runs alone."""
         if not self._pending:  # called outside the batch loop (e.g. by RQ's own tooling)
+            self.set_state(WorkerStatus.BUSY)
             self._pending = deque([(job, queue)])
             self._start(self._pending)
         outcomes = self._classify_batch()
@@ -302,7 +301,6 @@ class FinbertWorker(SimpleWorker):
                 if execution is not None:
                     execution.delete(job, pipeline=pipeline)
                 job.set_status(JobStatus.QUEUED, pipeline=pipeline)
-                pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
                 queue.push_job_id(job.id, pipeline=pipeline, at_front=True)
             pipeline.execute()
         self.log.info("Worker %s: handed %d unstarted jobs back to the queue", self.name, len(self._pending))
