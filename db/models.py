@@ -32,6 +32,19 @@ class Base(DeclarativeBase):
     pass
 
 
+class DatabaseIdentity(Base):
+    """This database's identity: one row, made once by ``volfefe db upgrade``.
+
+    Jobs carry it, so that a job is only ever run against the database it was enqueued for, and a
+    new or reset database is never mistaken for another one that used the same Redis.
+    """
+
+    __tablename__ = "volfefe_database"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class Content(Base):
     __tablename__ = "contents"
     __table_args__ = (

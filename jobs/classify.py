@@ -1,36 +1,71 @@
-"""What happens to content ids: read, skip or classify, store. ``classify_content`` is the RQ job."""
+"""What happens to content ids: read, skip or classify, store. ``classify_content`` is the RQ job.
+
+One path for every content id: the RQ job (one id) and the worker's batches (many ids) both call
+``classify_contents``, with one error policy:
+- skips (content missing, no text, already classified) are outcomes, never errors, never retried;
+- a job enqueued for another database is refused, never run against this one;
+- a failure of the database, its disk or Redis raises ``InfrastructureUnavailable``: nothing is
+  decided about the posts, the worker hands their jobs back and waits;
+- any other failure is the post's own: ``ClassificationFailed`` (a batch stores each post in its own
+  transaction then, so one post's failure touches no other).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+
 from config import settings
-from db.models import Content
+from db.models import Content, DatabaseIdentity
 from db.queries import contents_by_id
 from db.session import session_scope
 from db.store import record_skip, save_classification, save_classifications
+from errors import VolfefeError, first_line
+from jobs.failures import infrastructure_error, is_infrastructure_failure
 from jobs.outcomes import (
     ALREADY_CLASSIFIED,
     CLASSIFIED,
     CONTENT_NOT_FOUND,
     FAILED,
     NO_TEXT_TO_CLASSIFY,
+    REFUSED,
+    WRONG_DATABASE,
     Outcome,
 )
+from jobs.registry import check_classify_arguments
 from workers.visible_text import visible_text
 
 if TYPE_CHECKING:
     from workers.classifier import Prediction
 
+#: (content id, database id): what a classification job asks for.
+Request = tuple[int, str]
 
-def classify_content(content_id: int) -> dict[str, Any]:
-    """The RQ job: classify one content and store it.
 
-    Skips (content missing, no text, already classified) return normally and are never retried;
-    any other failure raises, so that RQ retries the job.
+class ClassificationFailed(VolfefeError):
+    """Classifying or storing this post failed for a reason of its own (retried, then failed)."""
+
+
+class JobRefused(VolfefeError):
+    """The job must not run here (wrong database, bad arguments); never retried."""
+
+
+def classify_content(content_id: int, database_id: str) -> dict[str, Any]:
+    """The RQ job: classify one content of the database ``database_id`` and store it.
+
+    Skips return normally and are never retried; the post's own failure raises ClassificationFailed
+    and the infrastructure's InfrastructureUnavailable (the worker returns that job to the queue).
     """
-    (outcome,) = classify_contents([int(content_id)], raise_errors=True)
+    problem = check_classify_arguments([content_id, database_id], {})
+    if problem:
+        raise JobRefused(problem)
+    (outcome,) = classify_contents([(content_id, database_id)])
+    if outcome.status == FAILED:
+        raise ClassificationFailed(outcome.error or "failed")
+    if outcome.status == REFUSED:
+        raise JobRefused(outcome.error or WRONG_DATABASE)
     return outcome.as_result()
 
 
@@ -44,49 +79,59 @@ def _skip_reason(content: Content | None, text: str) -> str | None:
     return None
 
 
-def classify_contents(
-    ids: Sequence[int], database_url: str | None = None, *, raise_errors: bool = False
-) -> list[Outcome]:
-    """Classify many contents with one read, one forward pass and one write; one outcome per distinct id.
+def classify_contents(requests: Sequence[Request], database_url: str | None = None) -> list[Outcome]:
+    """Classify many contents with one read, batched forward passes and one write; one outcome per request.
 
-    If the write of the whole batch fails, each classification is stored in its own transaction, so
-    that one content's failure touches no other: it is returned as a ``failed`` outcome, or raised
-    with ``raise_errors``.
+    Raises InfrastructureUnavailable when the database (or its disk) fails; any other failure of
+    reading or of the model raises as it is (the caller runs the requests one by one then).
     """
-    from workers.warm import warm_classifier  # torch is imported only where texts are classified
-
     url = database_url or settings().database_url
-    wanted = list(dict.fromkeys(ids))
-    outcomes: dict[int, Outcome] = {}
+    wanted = list(dict.fromkeys(requests))
+    outcomes: dict[Request, Outcome] = {}
     texts: dict[int, str] = {}
-    with session_scope(url) as session:
-        contents = contents_by_id(session, wanted)
-        for content_id in wanted:
-            content = contents.get(content_id)
-            text = visible_text(content.text) if content is not None else ""
-            reason = _skip_reason(content, text)
-            if reason is None:
-                texts[content_id] = text
-                continue
-            outcomes[content_id] = Outcome.skipped(content_id, reason)
-            if reason == NO_TEXT_TO_CLASSIFY:
-                record_skip(session, content_id, reason)
+    try:
+        with session_scope(url) as session:
+            identity = session.scalar(select(DatabaseIdentity.id).order_by(DatabaseIdentity.created_at))
+            ours = [request for request in wanted if request[1] == identity]
+            for content_id, database_id in wanted:
+                if database_id != identity:
+                    outcomes[(content_id, database_id)] = Outcome.refused(
+                        content_id,
+                        WRONG_DATABASE,
+                        f"enqueued for database {database_id}, this worker's database is {identity}",
+                    )
+            contents = contents_by_id(session, [content_id for content_id, _ in ours])
+            for request in ours:
+                content = contents.get(request[0])
+                text = visible_text(content.text) if content is not None else ""
+                reason = _skip_reason(content, text)
+                if reason is None:
+                    texts[request[0]] = text
+                    continue
+                outcomes[request] = Outcome.skipped(request[0], reason)
+                if reason == NO_TEXT_TO_CLASSIFY:
+                    record_skip(session, request[0], reason)
+    except Exception as error:
+        if is_infrastructure_failure(error):
+            raise infrastructure_error(error) from error
+        raise
     if texts:
+        from workers.warm import warm_classifier  # torch is imported only where texts are classified
+
         classifier = warm_classifier()
         predictions = dict(zip(texts, classifier.classify(list(texts.values())), strict=True))
-        outcomes.update(_store(url, classifier.model_version, predictions, raise_errors))
-    return [outcomes[content_id] for content_id in wanted]
+        stored = _store(url, classifier.model_version, predictions)
+        outcomes.update({(content_id, identity): outcome for content_id, outcome in stored.items()})
+    return [outcomes[request] for request in wanted]
 
 
-def _store(
-    url: str, version: str, predictions: dict[int, Prediction], raise_errors: bool
-) -> dict[int, Outcome]:
+def _store(url: str, version: str, predictions: dict[int, Prediction]) -> dict[int, Outcome]:
     try:
         with session_scope(url) as session:
             inserted = save_classifications(session, version, predictions)
-    except Exception:
-        if raise_errors:
-            raise
+    except Exception as error:
+        if is_infrastructure_failure(error):
+            raise infrastructure_error(error) from error
         return _store_one_by_one(url, version, predictions)
     return {
         content_id: _stored(content_id, prediction, version, content_id in inserted)
@@ -109,7 +154,9 @@ def _store_one_by_one(url: str, version: str, predictions: dict[int, Prediction]
                     prediction.raw_scores,
                 )
         except Exception as error:
-            outcomes[content_id] = Outcome(content_id, FAILED, error=f"{type(error).__name__}: {error}")
+            if is_infrastructure_failure(error):
+                raise infrastructure_error(error) from error
+            outcomes[content_id] = Outcome(content_id, FAILED, error=first_line(error))
         else:
             outcomes[content_id] = _stored(content_id, prediction, version, inserted)
     return outcomes

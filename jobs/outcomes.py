@@ -1,4 +1,4 @@
-"""How a classification job ends, as a value: classified, skipped (with why) or failed."""
+"""How a classification job ends, as a value: classified, skipped (with why), refused or failed."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ from typing import Any
 CLASSIFIED = "classified"
 SKIPPED = "skipped"
 FAILED = "failed"
+#: not run at all: the job was enqueued for another database (never retried).
+REFUSED = "refused"
 
 #: skip reasons: outcomes, not errors; a skipped job is never retried.
 CONTENT_NOT_FOUND = "content_not_found"
 NO_TEXT_TO_CLASSIFY = "no_text_to_classify"
 ALREADY_CLASSIFIED = "already_classified"
+#: refusal reason: the job names a database other than the worker's.
+WRONG_DATABASE = "wrong_database"
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,10 @@ class Outcome:
     @classmethod
     def skipped(cls, content_id: int, reason: str) -> Outcome:
         return cls(content_id, SKIPPED, reason=reason)
+
+    @classmethod
+    def refused(cls, content_id: int, reason: str, error: str) -> Outcome:
+        return cls(content_id, REFUSED, reason=reason, error=error)
 
     def as_result(self) -> dict[str, Any]:
         """The job's return value, stored by RQ: only the fields that say something."""

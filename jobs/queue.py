@@ -1,107 +1,189 @@
-"""The classification queue: its name, its job policy, and unique enqueueing of content ids."""
+"""The classification queue: its name, its job policy, and unique enqueueing of content ids.
+
+A job is ``jobs.classify.classify_content(content_id, database_id)``, serialized as JSON, with the id
+``classify-content-<content id>-<database id>``: unique per content *and* database, so that a
+reset database or a second database on the same Redis never finds its ids taken.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from redis import Redis
 from rq import Queue, Retry
-from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
+from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+from rq.utils import now
 
-QUEUE_NAME = "ml_classification"
-JOB_FUNCTION = "jobs.classify.classify_content"
+from config import DEFAULT_QUEUE_NAME, settings
+from db.identity import database_id as identity_of
+from db.session import describe
+from jobs.binding import bind_queue
+from jobs.registry import CLASSIFY_FUNCTION, refusal
+from jobs.rq_seam import delete_if_failed, latest_failure
+
+#: the default queue (``VOLFEFE_QUEUE`` names another).
+QUEUE_NAME = DEFAULT_QUEUE_NAME
+JOB_FUNCTION = CLASSIFY_FUNCTION
 JOB_ID_PREFIX = "classify-content-"
+#: every job of this project is JSON: a payload can carry data, never code.
+SERIALIZER = JSONSerializer
 
 #: attempts per content: the first run and two retries.
 MAX_ATTEMPTS = 3
 #: seconds before the second and the third attempt.
 RETRY_INTERVALS = [5, 30]
-#: seconds one job may run; one item takes milliseconds, this covers a slow database.
+#: seconds one job may run alone; a batch of n jobs gets JOB_TIMEOUT + n * BATCH_SECONDS_PER_JOB.
 JOB_TIMEOUT = 20
-#: seconds a finished job (and its result) is kept: long enough for ``--wait`` and the dashboard to
-#: read it; while kept, the same id is reported as finished instead of being enqueued again.
+#: seconds a finished job (and its result) is kept: long enough for ``--wait`` and the dashboard.
 RESULT_TTL = 10 * 60
-#: seconds a failed job stays in the failed registry: the cool-down before a sweep retries the content.
+#: seconds a failed job stays in the failed registry, the record of what failed and why.
 FAILURE_TTL = 24 * 60 * 60
+#: seconds before a sweep retries a content whose job failed for any reason but its own (a job
+#: timeout, a killed worker, an infrastructure failure judged the post's): minutes, not a day.
+SHORT_COOL_DOWN = 10 * 60
+#: seconds before a sweep retries a content that failed on its own on every attempt.
+POST_FAILURE_COOL_DOWN = FAILURE_TTL
+#: the exception a job raises for a failure of the post itself (jobs.classify.ClassificationFailed).
+POST_FAILURE_MARKER = "ClassificationFailed"
 
+_JOB_ID = re.compile(rf"{JOB_ID_PREFIX}(\d+)-([0-9a-f]+)")
 _PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
-def job_id_for(content_id: int) -> str:
-    return f"{JOB_ID_PREFIX}{content_id}"
+def job_id_for(content_id: int, database_id: str) -> str:
+    return f"{JOB_ID_PREFIX}{content_id}-{database_id}"
+
+
+def parse_job_id(job_id: str) -> tuple[int, str] | None:
+    """(content id, database id) of a classification job id, or None for any other job."""
+    match = _JOB_ID.fullmatch(job_id)
+    return (int(match[1]), match[2]) if match else None
 
 
 def content_id_of(job_id: str) -> int | None:
     """The content id in a classification job id, or None for any other job."""
-    if not job_id.startswith(JOB_ID_PREFIX):
-        return None
-    suffix = job_id.removeprefix(JOB_ID_PREFIX)
-    return int(suffix) if suffix.isdigit() else None
+    parsed = parse_job_id(job_id)
+    return parsed[0] if parsed else None
 
 
-def classification_queue(connection: Redis) -> Queue:
-    return Queue(QUEUE_NAME, connection=connection, default_timeout=JOB_TIMEOUT)
+def classification_queue(connection: Redis, name: str | None = None) -> Queue:
+    return Queue(
+        name or settings().queue_name,
+        connection=connection,
+        default_timeout=JOB_TIMEOUT,
+        serializer=SERIALIZER,
+    )
 
 
 @dataclass
 class EnqueueReport:
     """What enqueueing did for each content id."""
 
+    database_id: str = ""
+    #: the requested ids, in order, once each.
+    content_ids: list[int] = field(default_factory=list)
     enqueued: list[int] = field(default_factory=list)
     #: waiting, running or scheduled for a retry already: not enqueued twice.
     already_pending: list[int] = field(default_factory=list)
     #: finished within RESULT_TTL: nothing to do.
     recently_finished: list[int] = field(default_factory=list)
-    #: failed within FAILURE_TTL: left in the failed registry until the cool-down ends.
+    #: failed, and still within the cool-down that fits the failure.
     cooling_down: list[int] = field(default_factory=list)
+    #: among ``enqueued``: contents whose failed (or refused) job was replaced by a new one.
+    retried_after_failure: list[int] = field(default_factory=list)
 
     def describe(self) -> str:
+        retried = f" (of which {len(self.retried_after_failure)} retried after a failure)"
         return (
-            f"enqueued {len(self.enqueued)}, already waiting or running {len(self.already_pending)}, "
+            f"enqueued {len(self.enqueued)}{retried if self.retried_after_failure else ''}, "
+            f"already waiting or running {len(self.already_pending)}, "
             f"finished in the last {RESULT_TTL // 60} min {len(self.recently_finished)}, "
-            f"failed in the last {FAILURE_TTL // 3600} h (cooling down) {len(self.cooling_down)}"
+            f"failed and cooling down {len(self.cooling_down)}"
         )
 
     @property
     def job_ids(self) -> list[str]:
         """Every job that stands for the requested ids, new or existing."""
-        ids = self.enqueued + self.already_pending + self.recently_finished + self.cooling_down
-        return [job_id_for(content_id) for content_id in ids]
+        return [job_id_for(content_id, self.database_id) for content_id in self.content_ids]
 
 
-def enqueue_ids(queue: Queue, content_ids: Iterable[int]) -> EnqueueReport:
-    """Enqueue one job per content id, atomically unique: an id whose job exists is reported, not doubled."""
-    report = EnqueueReport()
-    for content_id in dict.fromkeys(content_ids):
-        getattr(report, _enqueue_one(queue, content_id)).append(content_id)
+def enqueue_ids(
+    connection: Redis, database_url: str, content_ids: Iterable[int], queue_name: str | None = None
+) -> EnqueueReport:
+    """Enqueue one job per content id of the database at ``database_url``, atomically unique.
+
+    The queue is bound to this database first (QueueInUse when another database is at work on it).
+    An id whose job exists is reported, never doubled; one whose job failed is enqueued again once the
+    failure's cool-down has passed (at once when the job was refused or was not ours).
+    """
+    identity = identity_of(database_url)
+    queue = classification_queue(connection, queue_name)
+    bind_queue(connection, queue.name, identity, describe(database_url))
+    report = EnqueueReport(database_id=identity, content_ids=list(dict.fromkeys(content_ids)))
+    for content_id in report.content_ids:
+        getattr(report, _enqueue_one(queue, content_id, identity, report)).append(content_id)
     return report
 
 
-def _enqueue_one(queue: Queue, content_id: int) -> str:
+def _enqueue(queue: Queue, content_id: int, identity: str) -> None:
+    queue.enqueue(
+        JOB_FUNCTION,
+        content_id,
+        identity,
+        job_id=job_id_for(content_id, identity),
+        unique=True,
+        retry=Retry(max=MAX_ATTEMPTS - 1, interval=RETRY_INTERVALS),
+        job_timeout=JOB_TIMEOUT,
+        result_ttl=RESULT_TTL,
+        failure_ttl=FAILURE_TTL,
+        description=f"classify content {content_id}",
+    )
+
+
+def _enqueue_one(queue: Queue, content_id: int, identity: str, report: EnqueueReport) -> str:
     """Enqueue ``content_id``'s job; return the EnqueueReport list it belongs in."""
     while True:
         try:
-            queue.enqueue(
-                JOB_FUNCTION,
-                content_id,
-                job_id=job_id_for(content_id),
-                unique=True,
-                retry=Retry(max=MAX_ATTEMPTS - 1, interval=RETRY_INTERVALS),
-                job_timeout=JOB_TIMEOUT,
-                result_ttl=RESULT_TTL,
-                failure_ttl=FAILURE_TTL,
-                description=f"classify content {content_id}",
-            )
+            _enqueue(queue, content_id, identity)
             return "enqueued"
         except DuplicateJobError:
             try:
-                status = Job(job_id_for(content_id), connection=queue.connection).get_status(refresh=True)
-            except (NoSuchJobError, InvalidJobOperation):
+                existing = Job.fetch(job_id_for(content_id, identity), queue.connection, SERIALIZER)
+                status = existing.get_status(refresh=False)
+            except NoSuchJobError:
                 continue  # it expired between the two calls: enqueue again
+        if status == JobStatus.FAILED:
+            if not _cooled_down(existing) or not delete_if_failed(queue.connection, existing):
+                return "cooling_down"
+            report.retried_after_failure.append(content_id)
+            continue
         if status in _PENDING:
             return "already_pending"
-        if status == JobStatus.FAILED:
-            return "cooling_down"
         return "recently_finished"  # finished, stopped or canceled
+
+
+def failure_cool_down(job: Job) -> int:
+    """Seconds before a sweep may retry the content of a failed ``job``.
+
+    0 for a job that was refused or is not ours (someone pushed it under our id); a day for a post
+    that failed on its own; minutes for anything else (timeouts, killed workers, misjudged outages).
+    """
+    if refusal(job) is not None or job.func_name != JOB_FUNCTION:
+        return 0
+    last = latest_failure(job)
+    if last.startswith("refused:"):
+        return 0
+    return POST_FAILURE_COOL_DOWN if POST_FAILURE_MARKER in last.split(":", 1)[0] else SHORT_COOL_DOWN
+
+
+def _cooled_down(job: Job) -> bool:
+    cool_down = failure_cool_down(job)
+    if cool_down == 0:
+        return True
+    result = job.latest_result()
+    failed_at = result.created_at if result is not None else job.ended_at
+    return failed_at is None or (now() - failed_at).total_seconds() >= cool_down

@@ -6,13 +6,14 @@ import re
 from collections.abc import Mapping, Sequence
 
 from db.models import SENTIMENTS
+from errors import VolfefeError
 
 #: the label order on the finbert-tone model card, for its first upload whose config names none.
 FINBERT_TONE_CARD_ORDER = ("neutral", "positive", "negative")
 _UNNAMED = re.compile(r"^label_\d+$")
 
 
-class LabelError(ValueError):
+class LabelError(VolfefeError, ValueError):
     """The model's labels cannot be read as positive / negative / neutral."""
 
 

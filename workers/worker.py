@@ -1,37 +1,43 @@
 """FinbertWorker: an RQ SimpleWorker that keeps the model warm and classifies ready jobs in batches.
 
-It takes up to ``WORKER_BATCH_JOBS`` ready jobs at once (the first blocking, the rest only if
-they are waiting or arrive within ``FINBERT_BATCH_WAIT_MS``) and marks them all started. Then one
-read, forward passes of ``FINBERT_BATCH_SIZE`` texts sorted by length, and one write classify the
-batch, and its successes (classified or skipped) are recorded in one Redis round trip with the same
-Job calls RQ's success path makes.
-A job whose content could not be stored, or any job when the batch as a whole fails, runs alone
-through RQ's own ``perform_job``: it fails and is retried on its own, its neighbours untouched.
-Every job keeps its own status, result, attempts and uniqueness, exactly as when run alone.
+It takes up to ``WORKER_BATCH_JOBS`` ready jobs at once (the first blocking, the rest only if they are
+waiting or arrive within ``FINBERT_BATCH_WAIT_MS``) and marks them all started. Then:
+- a job this project does not run (another function, a callback or webhook, a payload that is not
+  JSON of the expected shape, a job of another database) is refused: failed at once, unrun, with a
+  one-line reason;
+- the classification jobs are classified together (one read, forward passes of ``FINBERT_BATCH_SIZE``
+  texts sorted by length, one write) and their successes recorded in one Redis round trip with the
+  calls RQ's success path makes (``jobs.rq_seam``);
+- a job whose post failed on its own, a registered job of another kind, and one with features the
+  batch path does not mirror (dependents aside) run alone through RQ's own ``perform_job``;
+- when the database or its disk fails, the batch's jobs go back to the queue unrun, without using an
+  attempt, and the worker takes no job until a probe of the database passes (``workers.outage``).
+Redis connection errors are retried for as long as Redis is away.
 """
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
-from collections import deque
+from dataclasses import dataclass
 
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import WatchError
-from redis.retry import Retry
 from rq import Queue
 from rq.executions import Execution
-from rq.job import Job, JobStatus
-from rq.scheduler import RQScheduler
+from rq.job import Job
+from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
-from rq.utils import now
 from rq.worker import SimpleWorker, WorkerStatus
 
 from config import ConfigError, Settings, settings
-from jobs.outcomes import FAILED
-from jobs.queue import JOB_FUNCTION, JOB_TIMEOUT
-from workers.classifier import ModelLoadError
+from db.session import describe
+from errors import VolfefeError, first_line
+from jobs import rq_seam
+from jobs.failures import InfrastructureUnavailable, is_infrastructure_failure
+from jobs.outcomes import FAILED, REFUSED
+from jobs.queue import JOB_TIMEOUT
+from jobs.registry import CLASSIFY_FUNCTION, REGISTERED_JOBS, arguments, refusal
+from workers.outage import DatabaseOutage, PatientRetry
 
 #: seconds between maintenance passes (abandoned-job recovery); RQ's default is 600.
 MAINTENANCE_INTERVAL = 10
@@ -39,35 +45,65 @@ MAINTENANCE_INTERVAL = 10
 HEARTBEAT_MARGIN = 10
 #: seconds between heartbeats for a batch's jobs that wait while earlier ones run alone.
 HEARTBEAT_REFRESH = 5
-#: attempts and backoff (seconds) for a Redis command whose connection failed: rides through a Redis
-#: restart of 15 s or more. A client made by ``Redis.from_url`` (``rq worker --url``) has none,
-#: and RQ's work loop quits the worker on any error outside its dequeue.
-REDIS_RETRIES = 15
-REDIS_RETRY_BASE = 0.05
-REDIS_RETRY_CAP = 2.0
+#: seconds of time limit a batch gets per job, on top of JOB_TIMEOUT: a slow host keeps its batches.
+BATCH_SECONDS_PER_JOB = 1.0
 #: seconds without a heartbeat after which another scheduler's lock counts as abandoned.
 SCHEDULER_STALE_AFTER = 15
+#: times one job may be handed back for an infrastructure failure before its failure counts: a post
+#: misjudged as an outage still ends in the failed registry instead of looping forever.
+MAX_HAND_BACKS = 20
+#: job meta key counting those hand-backs.
+HAND_BACKS_META = "volfefe_hand_backs"
+#: seconds a worker that cannot start waits before exiting, first and at most: a pool restarting it
+#: (``rq worker-pool``) backs off instead of spinning.
+START_FAILURE_BASE = 1.0
+START_FAILURE_CAP = 60.0
+#: seconds a run of start failures is remembered (per host) for that backoff.
+START_FAILURE_MEMORY = 300
+START_FAILURES_KEY = "volfefe:start-failures:{host}"
+
+
+@dataclass
+class _Taken:
+    """A job of the current batch: taken from the queue, marked started, not finished yet."""
+
+    job: Job
+    queue: Queue
+    execution: Execution
 
 
 class FinbertWorker(SimpleWorker):
     """Run with ``rq worker ml_classification -w workers.FinbertWorker --with-scheduler``."""
 
+    #: the functions this worker runs, with their argument checks (a test subclass may add its own).
+    registered_jobs = REGISTERED_JOBS
+
     def __init__(self, *args, config: Settings | None = None, **kwargs) -> None:
+        kwargs["serializer"] = JSONSerializer  # whatever `rq worker -S` says: payloads carry data, not code
         super().__init__(*args, **kwargs)
         try:
             self.config = config or settings()
         except ConfigError as error:  # before logging is set up: one line, no traceback
             print(f"rq worker: error: {error}", file=sys.stderr)
             raise SystemExit(1) from None
+        # The CLI builds its queues with its own serializer: ours read and write JSON.
+        self.queues = [
+            Queue(
+                queue.name, connection=self.connection, job_class=self.job_class, serializer=self.serializer
+            )
+            for queue in self.queues
+        ]
+        self._ordered_queues = self.queues[:]
         self.maintenance_interval = min(self.maintenance_interval, MAINTENANCE_INTERVAL)
-        # The scheduler process copies these connection settings, so it rides through restarts too.
-        # Connection errors only: a timeout keeps RQ's own handling (the worker quits).
-        backoff = ExponentialWithJitterBackoff(base=REDIS_RETRY_BASE, cap=REDIS_RETRY_CAP)
-        self.connection.set_retry(Retry(backoff, REDIS_RETRIES, supported_errors=(RedisConnectionError,)))
-        #: the batch being worked on: taken from the queue, marked started, not finished yet.
-        self._pending: deque[tuple[Job, Queue]] = deque()
-        self._executions: dict[str, Execution] = {}
+        # The scheduler process copies these connection settings, so it rides out outages too.
+        self.connection.set_retry(PatientRetry(lambda: self.name))
+        self._batch: list[_Taken] = []
+        self._batch_ttl = JOB_TIMEOUT + HEARTBEAT_MARGIN
         self._heartbeats_sent = 0.0
+        self._outage = DatabaseOutage(self.config.database_url)
+        self._database_id: str | None = None
+        self._infrastructure_failure: tuple[str, BaseException] | None = None
+        self.push_exc_handler(self._note_infrastructure_failure)
 
     @property
     def dequeue_timeout(self) -> int:
@@ -80,55 +116,55 @@ class FinbertWorker(SimpleWorker):
             return super().get_heartbeat_ttl(job, working_time)
         return int(job.timeout) + HEARTBEAT_MARGIN
 
+    def heartbeat(self, timeout: int | None = None, pipeline=None):
+        super().heartbeat(timeout, pipeline)
+        if self._database_id is not None and pipeline is None:
+            # Re-asserted each time: after Redis lost its data, the binding check sees us again.
+            rq_seam.record_worker_database(self, self._database_id)
+
     def run_maintenance_tasks(self) -> None:
         if self.scheduler is not None:
-            self._release_dead_scheduler_locks()
+            for name in self.queue_names():
+                unrefreshed = rq_seam.release_dead_scheduler_lock(self, name, SCHEDULER_STALE_AFTER)
+                if unrefreshed is not None:
+                    self.log.warning(
+                        "Worker %s: scheduler lock for %s not refreshed for %ds; released it",
+                        self.name,
+                        name,
+                        unrefreshed,
+                    )
         super().run_maintenance_tasks()
 
-    def _release_dead_scheduler_locks(self) -> None:
-        """Release a scheduler lock whose holder stopped refreshing it, so that this worker takes it over.
-
-        A killed worker's scheduler keeps its lock for another 61 s (interval + 60); until then no
-        scheduler moves the retries of its abandoned jobs out of the scheduled registry. The holder
-        refreshes the lock every second; one not refreshed for SCHEDULER_STALE_AFTER seconds is dead.
-        """
-        assert self.scheduler is not None
-        lock_ttl = self.scheduler.interval + 60
-        for name in self.queue_names():
-            key = RQScheduler.get_locking_key(name)
-            with self.connection.pipeline() as pipeline:
-                try:
-                    pipeline.watch(key)  # a refresh by a live holder aborts the delete below
-                    holder, ttl = pipeline.get(key), pipeline.ttl(key)
-                    if holder is None or holder.decode() == self.scheduler.name:
-                        continue
-                    if ttl < 0 or ttl > lock_ttl - SCHEDULER_STALE_AFTER:
-                        continue
-                    pipeline.multi()
-                    pipeline.delete(key)
-                    pipeline.execute()
-                except WatchError:
-                    continue
-            self.log.warning(
-                "Worker %s: scheduler lock for %s not refreshed for %ds; released it",
-                self.name,
-                name,
-                lock_ttl - ttl,
-            )
+    # -- start -------------------------------------------------------------------------------------
 
     def bootstrap(self, *args, **kwargs) -> None:
-        """Load the model before registering, so that a worker that cannot classify never takes a job."""
+        """Check the queue, load the model and bind the database before registering.
+
+        A worker that cannot classify, or would serve the wrong database, never takes a job: it
+        exits with one line (after a backoff that grows with repeated failures on this host).
+        """
+        from jobs.binding import bind_queue
+        from workers.classifier import ModelLoadError
         from workers.warm import warm_classifier
 
+        if self.queue_names() != [self.config.queue_name]:
+            self._exit_at_start(
+                f"this worker listens on {', '.join(self.queue_names())} but this database's queue is "
+                f"{self.config.queue_name!r} (VOLFEFE_QUEUE): run `rq worker {self.config.queue_name} ...`"
+            )
         started = time.perf_counter()
         try:
             classifier = warm_classifier(self.config)
-        except ModelLoadError as error:
-            self.log.error("%s", error)
-            raise SystemExit(1) from None
+            self._database_id = self._wait_for_database_identity()
+            bind_queue(
+                self.connection, self.config.queue_name, self._database_id, describe(self.config.database_url)
+            )
+        except (ModelLoadError, VolfefeError) as error:
+            self._exit_at_start(str(error))
+        self.connection.delete(START_FAILURES_KEY.format(host=socket.gethostname()))
         self.log.info(
-            "Worker: model %s loaded from %s in %.2fs (precision %s, %d torch threads, "
-            "up to %d jobs at once in forward passes of %d)",
+            "Worker: model %s loaded from %s in %.2fs (precision %s, %d torch threads, up to %d jobs at "
+            "once in forward passes of %d); database %s (id %s), queue %s",
             classifier.model_version,
             self.config.model,
             time.perf_counter() - started,
@@ -136,21 +172,67 @@ class FinbertWorker(SimpleWorker):
             self.config.torch_threads,
             self.config.worker_batch_jobs,
             self.config.batch_size,
+            describe(self.config.database_url),
+            self._database_id,
+            self.config.queue_name,
         )
         super().bootstrap(*args, **kwargs)
+        rq_seam.record_worker_database(self, self._database_id)
+
+    def _wait_for_database_identity(self) -> str:
+        """The database's identity, waiting (with backoff) while the database is unavailable."""
+        from db.identity import database_id
+
+        while True:
+            try:
+                return database_id(self.config.database_url)
+            except Exception as error:
+                if not is_infrastructure_failure(error):
+                    raise
+                self._outage.begin(error, self.name)
+            while not self._outage.due():
+                time.sleep(0.2)
+
+    def _exit_at_start(self, message: str) -> None:
+        key = START_FAILURES_KEY.format(host=socket.gethostname())
+        with self.connection.pipeline() as pipeline:
+            pipeline.incr(key)
+            pipeline.expire(key, START_FAILURE_MEMORY)
+            failures = int(pipeline.execute()[0])
+        delay = min(START_FAILURE_BASE * 2 ** (failures - 1), START_FAILURE_CAP)
+        self.log.error("%s", message)
+        if failures > 1:
+            self.log.error("(start failure %d on this host in a row; exiting in %.0f s)", failures, delay)
+        time.sleep(delay)
+        raise SystemExit(1)
+
+    # -- taking a batch ----------------------------------------------------------------------------
 
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
         """Dequeue a job as RQ does, then take the batch it heads and mark the whole batch started."""
+        if not self._wait_out_outage():
+            return None
         first = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         if first is not None:
             # Busy from the first job on: a SIGTERM while the batch fills then waits for the batch
             # (warm shutdown); while idle, RQ raises StopRequested at once, stranding the jobs taken.
             self.set_state(WorkerStatus.BUSY)
-            self._pending = deque([first, *self._take_ready_jobs(self.config.worker_batch_jobs - 1)])
-            self._start(self._pending)
+            taken = [first, *self._take_ready_jobs(self.config.worker_batch_jobs - 1)]
+            self._start(taken)
         return first
+
+    def _wait_out_outage(self) -> bool:
+        """Take no job while the database is unavailable; False when a stop was requested meanwhile."""
+        while self._outage.active:
+            if self._stop_requested:
+                return False
+            if self._outage.due() and self._outage.try_end(self.name):
+                break
+            self.heartbeat()
+            time.sleep(0.5)
+        return True
 
     def _take_ready_jobs(self, wanted: int) -> list[tuple[Job, Queue]]:
         """Up to ``wanted`` more jobs: those waiting now, or arriving within the batch wait."""
@@ -173,135 +255,157 @@ class FinbertWorker(SimpleWorker):
                 break
         return taken
 
-    def _start(self, batch: deque[tuple[Job, Queue]]) -> None:
+    def _batch_timeout(self, jobs: int) -> int:
+        return int(JOB_TIMEOUT + BATCH_SECONDS_PER_JOB * jobs)
+
+    def _start(self, taken: list[tuple[Job, Queue]]) -> None:
         """Mark every job of the batch started, so that a crash leaves them all recoverable."""
-        with self.connection.pipeline() as pipeline:
-            for job, queue in batch:
-                ttl = self.get_heartbeat_ttl(job)
-                self._executions[job.id] = Execution.create(
-                    job, ttl, pipeline=pipeline, worker_name=self.name
-                )
-                job.prepare_for_execution(self.name, pipeline=pipeline)
-                # Started now, so recovered through the started registry if this worker dies, as RQ's
-                # own prepare_job_execution does; left in the intermediate list, a finished job would
-                # later be failed by RQ's maintenance as "stuck in intermediate queue" and run again.
-                pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
-            pipeline.execute()
+        self._batch_ttl = self._batch_timeout(len(taken)) + HEARTBEAT_MARGIN
+        executions = rq_seam.start_executions(self, taken, self._batch_ttl)
+        self._batch = [_Taken(job, queue, executions[job.id]) for job, queue in taken]
         self._heartbeats_sent = time.monotonic()
+
+    # -- running a batch ---------------------------------------------------------------------------
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        """Run the batch ``job`` heads: classify and finish it in bulk; what failed runs alone."""
-        if not self._pending:  # called outside the batch loop (e.g. by RQ's own tooling)
+        """Run the batch ``job`` heads: refuse, classify and finish in bulk; what needs it runs alone."""
+        if not self._batch:  # called outside the batch loop (e.g. by RQ's own tooling)
             self.set_state(WorkerStatus.BUSY)
-            self._pending = deque([(job, queue)])
-            self._start(self._pending)
-        outcomes = self._classify_batch()
-        finished = [(job, queue) for job, queue in self._pending if outcomes.get(job.id, FAILED) != FAILED]
-        self._finish(finished, outcomes)
-        done = {job.id for job, _queue in finished}
-        self._pending = deque((job, queue) for job, queue in self._pending if job.id not in done)
-        while self._pending and not self._stop_requested:
-            job, queue = self._pending.popleft()
-            self._refresh_pending_heartbeats()
-            execution = self._executions.pop(job.id, None) or self.prepare_execution(job)
-            self.perform_job(job, queue, execution)
-        self.set_state(WorkerStatus.IDLE)
+            self._start([(job, queue)])
+        try:
+            self._run_batch()
+        finally:
+            self.set_state(WorkerStatus.IDLE)
 
-    def _classify_batch(self) -> dict[str, str | dict]:
-        """Job id -> the job's result for the batch's classification jobs, or FAILED where one failed.
+    def _run_batch(self) -> None:
+        plain: list[_Taken] = []
+        alone: list[_Taken] = []
+        for taken in self._batch:
+            reason = refusal(taken.job, self.registered_jobs)
+            if reason is not None:
+                self._refuse(taken, reason)
+            elif taken.job.func_name == CLASSIFY_FUNCTION and not rq_seam.needs_rq_success_path(taken.job):
+                plain.append(taken)
+            else:
+                alone.append(taken)
+        self._batch = plain + alone
+        if plain:
+            try:
+                alone = self._classify_batch(plain) + alone
+            except InfrastructureUnavailable as error:
+                self._hand_back_batch(error)
+                return
+        self._batch = alone
+        while self._batch and not self._stop_requested and not self._outage.active:
+            taken = self._batch.pop(0)
+            self._refresh_waiting_heartbeats()
+            self.perform_job(taken.job, taken.queue, taken.execution)
+        if self._outage.active and self._batch:
+            self._hand_back_batch(None)
 
-        Jobs missing from the answer (other functions, or the whole batch failing) run alone.
-        """
+    def _classify_batch(self, plain: list[_Taken]) -> list[_Taken]:
+        """Classify the batch's plain classification jobs and finish them; return those to run alone."""
         from jobs.classify import classify_contents
 
-        jobs = {
-            job.args[0]: job for job, _queue in self._pending if job.func_name == JOB_FUNCTION and job.args
-        }
-        if not jobs:
-            return {}
-        first = next(iter(jobs.values()))
+        by_request = {tuple(arguments(taken.job)): taken for taken in plain}
+        timeout = self._batch_timeout(len(plain))
         try:
-            with self.death_penalty_class(first.timeout or JOB_TIMEOUT, JobTimeoutException, job_id=first.id):
-                outcomes = classify_contents(list(jobs), self.config.database_url)
+            with self.death_penalty_class(timeout, JobTimeoutException, job_id=plain[0].job.id):
+                outcomes = classify_contents(list(by_request), self.config.database_url)
+        except InfrastructureUnavailable:
+            raise
         except Exception as error:
             self.log.warning(
-                "Worker %s: batch of %d failed (%s); running its jobs one by one", self.name, len(jobs), error
+                "Worker %s: batch of %d failed (%s); running its jobs one by one",
+                self.name,
+                len(plain),
+                first_line(error),
             )
-            return {}
-        return {
-            jobs[outcome.content_id].id: FAILED if outcome.status == FAILED else outcome.as_result()
-            for outcome in outcomes
-        }
+            return plain
+        alone: list[_Taken] = []
+        finished: list[_Taken] = []
+        results: dict[str, object] = {}
+        for request, outcome in zip(by_request, outcomes, strict=True):
+            taken = by_request[request]
+            if outcome.status == FAILED:
+                alone.append(taken)
+            elif outcome.status == REFUSED:
+                self._refuse(taken, outcome.error or outcome.reason or REFUSED)
+            else:
+                finished.append(taken)
+                results[taken.job.id] = outcome.as_result()
+        self._finish(finished, results)
+        return alone
 
-    def _finish(self, finished: list[tuple[Job, Queue]], results: dict[str, str | dict]) -> None:
-        """Record the batch's successes in one round trip, with the calls RQ's success path makes.
-
-        A job that others depend on goes through RQ's own ``handle_job_success``, which releases them.
-        """
+    def _finish(self, finished: list[_Taken], results: dict[str, object]) -> None:
+        """Record the batch's successes in one round trip; a job others depend on goes through RQ's path."""
         if not finished:
             return
-        ended_at = now()
         with self.connection.pipeline(transaction=False) as pipeline:
-            for job, _queue in finished:
-                pipeline.exists(job.dependents_key)
+            for taken in finished:
+                pipeline.exists(taken.job.dependents_key)
             has_dependents = pipeline.execute()
-        for job, _queue in finished:
-            job.ended_at = ended_at
-            job._result = results[job.id]
-            job._status = JobStatus.FINISHED
-        with self.connection.pipeline() as pipeline:
-            for (job, _queue), dependents in zip(finished, has_dependents, strict=True):
-                if dependents:
-                    continue
-                execution = self._executions.pop(job.id)
-                result_ttl = job.get_result_ttl(self.default_result_ttl)
-                job._handle_success(
-                    result_ttl,
-                    pipeline=pipeline,
-                    worker_name=self.name,
-                    execution_id=execution.id,
-                    execution_started_at=execution.created_at,
-                    execution_ended_at=ended_at,
-                )
-                job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
-                self.cleanup_execution(job, pipeline=pipeline, execution=execution)
-                self.increment_successful_job_count(pipeline=pipeline)
-                self.increment_total_working_time(ended_at - (job.started_at or ended_at), pipeline)
-            pipeline.execute()
-        for (job, queue), dependents in zip(finished, has_dependents, strict=True):
+        plain = [taken for taken, dependents in zip(finished, has_dependents, strict=True) if not dependents]
+        rq_seam.finish_successes(self, [(taken.job, taken.execution) for taken in plain], results)
+        for taken, dependents in zip(finished, has_dependents, strict=True):
             if dependents:
-                execution = self._executions.pop(job.id)
-                self.handle_job_success(job, queue, queue.started_job_registry, execution)
+                rq_seam.finish_with_dependents(
+                    self, taken.job, taken.queue, taken.execution, results[taken.job.id]
+                )
         self.log.info("Worker %s: finished %d jobs in one batch", self.name, len(finished))
 
-    def _refresh_pending_heartbeats(self) -> None:
+    def _refuse(self, taken: _Taken, reason: str) -> None:
+        self.log.warning("Worker %s: refused job %s: %s", self.name, taken.job.id, reason)
+        rq_seam.fail_unrun(self, taken.job, taken.queue, taken.execution, f"refused: {reason}")
+
+    def _refresh_waiting_heartbeats(self) -> None:
         """Keep the batch's waiting jobs alive while earlier ones run alone (throttled)."""
-        if not self._pending or time.monotonic() - self._heartbeats_sent < HEARTBEAT_REFRESH:
+        if not self._batch or time.monotonic() - self._heartbeats_sent < HEARTBEAT_REFRESH:
             return
-        with self.connection.pipeline() as pipeline:
-            for job, _queue in self._pending:
-                execution = self._executions.get(job.id)
-                if execution is not None:
-                    execution.heartbeat(
-                        job.started_job_registry, self.get_heartbeat_ttl(job), pipeline=pipeline
-                    )
-            pipeline.execute()
+        rq_seam.heartbeat_executions(self, [(t.job, t.execution) for t in self._batch], self._batch_ttl)
         self._heartbeats_sent = time.monotonic()
+
+    # -- outages -----------------------------------------------------------------------------------
+
+    def _hand_back_batch(self, cause: BaseException | None) -> None:
+        """Return every job of the batch to its queue, unrun and without using an attempt."""
+        if self._batch:
+            rq_seam.hand_back(self, [(t.job, t.queue, t.execution) for t in self._batch])
+            self.log.info("Worker %s: handed %d jobs back to the queue", self.name, len(self._batch))
+            self._batch = []
+        if cause is not None:
+            self._outage.begin(cause, self.name)
+
+    def _note_infrastructure_failure(self, job: Job, exc_type, exc_value, traceback) -> bool:
+        """RQ exception handler: remember that ``job`` failed because its infrastructure did."""
+        if exc_value is not None and is_infrastructure_failure(exc_value):
+            self._infrastructure_failure = (job.id, exc_value)
+        return True  # let RQ's other handlers run
+
+    def handle_job_failure(
+        self, job: Job, queue: Queue, started_job_registry=None, exc_string="", execution=None
+    ):
+        """A job run alone that failed because the database did goes back to the queue, unrun."""
+        noted, self._infrastructure_failure = self._infrastructure_failure, None
+        if noted is not None and noted[0] == job.id:
+            hand_backs = int(job.meta.get(HAND_BACKS_META, 0)) if isinstance(job.meta, dict) else 0
+            if hand_backs < MAX_HAND_BACKS:
+                job.meta[HAND_BACKS_META] = hand_backs + 1
+                job.save_meta()
+                rq_seam.hand_back(self, [(job, queue, execution)])
+                self._outage.begin(noted[1], self.name)
+                return
+            self.log.warning(
+                "Worker %s: job %s failed on infrastructure errors %d times: counted as its own failure",
+                self.name,
+                job.id,
+                hand_backs,
+            )
+        super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+
+    # -- stop ----------------------------------------------------------------------------------------
 
     def teardown(self) -> None:
         """Hand back the jobs taken but not run (warm shutdown), then unregister."""
-        if self._pending:
-            self._hand_back()
+        self._hand_back_batch(None)
         super().teardown()
-
-    def _hand_back(self) -> None:
-        with self.connection.pipeline() as pipeline:
-            for job, queue in reversed(self._pending):
-                execution = self._executions.pop(job.id, None)
-                if execution is not None:
-                    execution.delete(job, pipeline=pipeline)
-                job.set_status(JobStatus.QUEUED, pipeline=pipeline)
-                queue.push_job_id(job.id, pipeline=pipeline, at_front=True)
-            pipeline.execute()
-        self.log.info("Worker %s: handed %d unstarted jobs back to the queue", self.name, len(self._pending))
-        self._pending.clear()

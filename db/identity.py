@@ -1,0 +1,38 @@
+"""Which database this is: the identity ``volfefe db upgrade`` gave it, read once per process."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from db.models import DatabaseIdentity
+from db.session import describe, session_scope
+from errors import VolfefeError
+
+
+class DatabaseNotInitialised(VolfefeError):
+    """The database has no identity yet (its tables were never created, or are from before it)."""
+
+
+@cache
+def database_id(database_url: str) -> str:
+    """The identity of the database at ``database_url``; DatabaseNotInitialised when it has none.
+
+    Cached per process: the identity never changes while a database exists (a reset database is a
+    new URL's worth of rows and a new process's read).
+    """
+    try:
+        with session_scope(database_url) as session:
+            identity = session.scalar(select(DatabaseIdentity.id).order_by(DatabaseIdentity.created_at))
+    except (OperationalError, ProgrammingError) as error:
+        text = str(error.orig if hasattr(error, "orig") else error)
+        if "volfefe_database" not in text:
+            raise
+        identity = None
+    if identity is None:
+        raise DatabaseNotInitialised(
+            f"the database at {describe(database_url)} has no tables yet: run `volfefe db upgrade`"
+        )
+    return identity

@@ -1,0 +1,242 @@
+"""Every call this project makes below RQ's documented API, in one place.
+
+RQ has no batch dequeue (rq/rq#928), so the FinbertWorker starts, finishes and hands back many jobs
+at once with the same Job, Execution and registry calls RQ's own worker makes for one. Each function
+names the RQ code it mirrors; all were checked against **RQ 3.0.0** (pinned in pyproject.toml), and
+tests/test_worker_parity.py runs the same jobs through a plain ``SimpleWorker`` and a
+``FinbertWorker`` and compares the Redis state they leave. An RQ upgrade fails there first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from redis import Redis
+from redis.exceptions import WatchError
+from rq import Queue
+from rq.exceptions import DeserializationError
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
+from rq.results import Result
+from rq.scheduler import RQScheduler
+from rq.utils import now
+
+if TYPE_CHECKING:
+    from rq.worker import BaseWorker
+
+#: the worker-hash field where our workers record the database they serve (RQ ignores it).
+WORKER_DATABASE_FIELD = "volfefe_database"
+
+
+def job_payload(job: Job) -> tuple[str, list, dict] | None:
+    """(function name, args, kwargs) of ``job``, or None when its data cannot be read with its serializer.
+
+    Mirrors ``Job._deserialize_data``: RQ reads the payload lazily and raises ``DeserializationError``
+    from whatever property touches it first; reading it here, once, lets a worker refuse such a job
+    instead of crashing on it.
+    """
+    try:
+        return job.func_name, list(job.args), dict(job.kwargs)
+    except (DeserializationError, TypeError, ValueError):
+        return None
+
+
+def callback_names(job: Job) -> list[str]:
+    """The functions a job names besides its own (success, failure and stopped callbacks)."""
+    names = (job._success_callback_name, job._failure_callback_name, job._stopped_callback_name)
+    return [name for name in names if isinstance(name, str) and name]
+
+
+def needs_rq_success_path(job: Job) -> bool:
+    """Whether finishing ``job`` needs more than the batch path mirrors: callbacks, repeats, a rate limit
+    or webhooks (``BaseWorker._finalize_success`` / ``handle_job_success`` in RQ 3.0)."""
+    return bool(callback_names(job) or job.repeats_left or job.rate_limit_key or job.webhooks)
+
+
+def start_executions(
+    worker: BaseWorker, batch: Sequence[tuple[Job, Queue]], heartbeat_ttl: int
+) -> dict[str, Execution]:
+    """Mark every job of ``batch`` started in one round trip; return its Execution by job id.
+
+    Mirrors ``rq.executions.prepare_execution`` + ``BaseWorker.prepare_job_execution`` (RQ 3.0):
+    ``Execution.create`` (started registry, execution record), ``job.prepare_for_execution`` and the
+    removal from the queue's intermediate list. Started now, a job is recovered through the started
+    registry if this worker dies; left in the intermediate list, a finished job would later be failed
+    by RQ's maintenance as "stuck in intermediate queue" and run again.
+    """
+    executions: dict[str, Execution] = {}
+    with worker.connection.pipeline() as pipeline:
+        for job, queue in batch:
+            execution = Execution.create(job, heartbeat_ttl, pipeline=pipeline, worker_name=worker.name)
+            executions[job.id] = execution
+            worker.executions[execution.id] = execution
+            job.prepare_for_execution(worker.name, pipeline=pipeline)
+            pipeline.persist(job.key)
+            pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
+        pipeline.execute()
+    return executions
+
+
+def heartbeat_executions(
+    worker: BaseWorker, jobs: Iterable[tuple[Job, Execution]], heartbeat_ttl: int
+) -> None:
+    """Extend the started-registry entries of jobs waiting in a batch (``Execution.heartbeat``)."""
+    with worker.connection.pipeline() as pipeline:
+        for job, execution in jobs:
+            execution.heartbeat(job.started_job_registry, heartbeat_ttl, pipeline=pipeline)
+        pipeline.execute()
+
+
+def finish_successes(
+    worker: BaseWorker, finished: Sequence[tuple[Job, Execution]], results: dict[str, object]
+) -> None:
+    """Record many successes in one transaction.
+
+    Mirrors ``BaseWorker.handle_job_success`` (RQ 3.0) for jobs without dependents, callbacks,
+    repeats, rate limits or webhooks (those go through RQ's own path): the result
+    (``Job._handle_success``), ``job.cleanup``, ``cleanup_execution`` and the worker's counters.
+    """
+    ended_at = now()
+    with worker.connection.pipeline() as pipeline:
+        for job, execution in finished:
+            job.ended_at = ended_at
+            job._result = results[job.id]
+            job._status = JobStatus.FINISHED
+            result_ttl = job.get_result_ttl(worker.default_result_ttl)
+            if result_ttl != 0:
+                job._handle_success(
+                    result_ttl,
+                    pipeline=pipeline,
+                    worker_name=worker.name,
+                    execution_id=execution.id,
+                    execution_started_at=execution.created_at,
+                    execution_ended_at=ended_at,
+                )
+            job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
+            worker.cleanup_execution(job, pipeline=pipeline, execution=execution)
+            worker.increment_successful_job_count(pipeline=pipeline)
+            worker.increment_total_working_time(ended_at - (job.started_at or ended_at), pipeline)
+        pipeline.execute()
+
+
+def finish_with_dependents(
+    worker: BaseWorker, job: Job, queue: Queue, execution: Execution, result: object
+) -> None:
+    """A success whose job others depend on goes through RQ's own ``handle_job_success``."""
+    job.ended_at = now()
+    job._result = result
+    job._status = JobStatus.FINISHED
+    worker.handle_job_success(job, queue, queue.started_job_registry, execution)
+
+
+def fail_unrun(worker: BaseWorker, job: Job, queue: Queue, execution: Execution, reason: str) -> None:
+    """End a job that must not run (or be retried) as FAILED, with ``reason`` as its failure.
+
+    Mirrors ``BaseWorker.handle_job_failure`` (RQ 3.0) with the retries taken away first, so that the
+    job lands in the failed registry at once with its own result; no callback, dependent or webhook
+    of the job is touched: nothing it names is run.
+    """
+    job.retries_left = 0
+    job.ended_at = now()
+    job._status = JobStatus.FAILED
+    with worker.connection.pipeline() as pipeline:
+        job.set_status(JobStatus.FAILED, pipeline=pipeline)
+        pipeline.hset(job.key, "retries_left", 0)
+        worker.cleanup_execution(job, pipeline=pipeline, execution=execution)
+        job._handle_failure(
+            reason,
+            pipeline=pipeline,
+            worker_name=worker.name,
+            execution_id=execution.id,
+            execution_started_at=execution.created_at,
+            execution_ended_at=job.ended_at,
+        )
+        worker.increment_failed_job_count(pipeline)
+        pipeline.execute()
+
+
+def hand_back(worker: BaseWorker, jobs: Sequence[tuple[Job, Queue, Execution | None]]) -> None:
+    """Return started jobs to the front of their queue, unrun, without using up an attempt.
+
+    The inverse of ``start_executions``: the execution record goes (``Execution.delete``, as
+    ``cleanup_execution`` does), the job is QUEUED again and its id pushed back
+    (``Queue.push_job_id(at_front=True)``, as RQ's ``Job.requeue`` does). Used for a warm shutdown and
+    when the database or its disk is unavailable: the job did not fail, its infrastructure did.
+    """
+    with worker.connection.pipeline() as pipeline:
+        for job, queue, execution in reversed(jobs):
+            if execution is not None:
+                worker.cleanup_execution(job, pipeline=pipeline, execution=execution)
+            job.set_status(JobStatus.QUEUED, pipeline=pipeline)
+            pipeline.hdel(job.key, "worker_name")
+            queue.push_job_id(job.id, pipeline=pipeline, at_front=True)
+        pipeline.execute()
+
+
+def record_worker_database(worker: BaseWorker, database_id: str) -> None:
+    """Note in the worker's own hash which database it serves; it expires with the worker's key."""
+    worker.connection.hset(worker.key, WORKER_DATABASE_FIELD, database_id)
+
+
+def worker_database(connection: Redis, worker_key: str) -> str | None:
+    value = connection.hget(worker_key, WORKER_DATABASE_FIELD)
+    return value.decode() if value else None
+
+
+def release_dead_scheduler_lock(worker: BaseWorker, queue_name: str, stale_after: int) -> int | None:
+    """Release another scheduler's lock on ``queue_name`` that was not refreshed for ``stale_after`` s.
+
+    Mirrors ``RQScheduler.acquire_locks`` (RQ 3.0): the lock key and its TTL (interval + 60). A killed
+    worker's scheduler keeps its lock for another 61 s; until then no scheduler moves the retries of
+    its abandoned jobs. Returns the seconds the lock had gone unrefreshed when released, else None.
+    """
+    assert worker.scheduler is not None
+    lock_ttl = worker.scheduler.interval + 60
+    key = RQScheduler.get_locking_key(queue_name)
+    with worker.connection.pipeline() as pipeline:
+        try:
+            pipeline.watch(key)  # a refresh by a live holder aborts the delete below
+            holder, ttl = pipeline.get(key), pipeline.ttl(key)
+            if holder is None or holder.decode() == worker.scheduler.name:
+                return None
+            if ttl < 0 or ttl > lock_ttl - stale_after:
+                return None
+            pipeline.multi()
+            pipeline.delete(key)
+            pipeline.execute()
+        except WatchError:
+            return None
+    return lock_ttl - ttl
+
+
+def latest_failure(job: Job) -> str:
+    """The last line of the job's latest failure (its exception and message), or ''."""
+    result = job.latest_result()
+    if result is None or result.type != Result.Type.FAILED:
+        return ""
+    lines = (result.exc_string or "").strip().splitlines()
+    return lines[-1].strip() if lines else ""
+
+
+def delete_if_failed(connection: Redis, job: Job) -> bool:
+    """Delete ``job`` (hash, results, failed-registry entry) only if it is still FAILED; True if deleted.
+
+    Mirrors the parts of ``Job.delete`` (RQ 3.0) that apply to a failed job, inside a WATCH on the job's
+    hash, so that two sweeps racing cannot delete the job the other has just enqueued.
+    """
+    registry = FailedJobRegistry(job.origin, connection=connection, serializer=job.serializer)
+    with connection.pipeline() as pipeline:
+        try:
+            pipeline.watch(job.key)
+            status = pipeline.hget(job.key, "status")
+            if status is None or status.decode() != JobStatus.FAILED.value:
+                return False
+            pipeline.multi()
+            pipeline.zrem(registry.key, job.id)
+            pipeline.delete(job.key, job.dependents_key, job.dependencies_key, Result.get_key(job.id))
+            pipeline.execute()
+        except WatchError:
+            return False
+    return True

@@ -1,0 +1,136 @@
+"""Riding out outages: a worker waits for its database or Redis instead of failing posts or quitting.
+
+- ``DatabaseOutage``: when the database (or its disk) fails, the worker hands its jobs back and
+  stops taking new ones; it probes the database with backoff (a tiny write, so a full disk counts)
+  and resumes by itself when the probe passes.
+- ``PatientRetry``: redis-py's Retry for the worker's connection, retrying connection errors for as
+  long as Redis is away (a restart, a crash, a network cut), logging once when it goes and once
+  when it is back, with a reminder every ``REMINDER_INTERVAL`` seconds in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+from sqlalchemy import text
+
+from db.session import describe, session_scope
+from errors import first_line
+
+log = logging.getLogger("rq.worker")
+
+#: seconds before the first probe of a database that failed; doubled after each failed probe.
+PROBE_BASE = 1.0
+#: seconds between probes at most: recovery is noticed within this after the outage ends.
+PROBE_CAP = 10.0
+#: seconds between "still unavailable" reminders in the log.
+REMINDER_INTERVAL = 60.0
+#: seconds of backoff between Redis reconnection attempts, first and at most.
+REDIS_RETRY_BASE = 0.1
+REDIS_RETRY_CAP = 5.0
+
+
+def probe_database(database_url: str) -> None:
+    """A real write that changes nothing: fails while the server, the file or the disk is unavailable."""
+    with session_scope(database_url) as session:
+        session.execute(text("UPDATE volfefe_database SET created_at = created_at"))
+
+
+class DatabaseOutage:
+    """The state of one outage: when it began, when to probe next, and the log lines about it."""
+
+    def __init__(self, database_url: str, probe: Callable[[str], None] = probe_database) -> None:
+        self.database_url = database_url
+        self._probe = probe
+        self.since: float | None = None
+        self._next_probe = 0.0
+        self._delay = PROBE_BASE
+        self._reminded = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.since is not None
+
+    def begin(self, cause: BaseException, worker_name: str) -> None:
+        """Start (or continue) waiting; the first report of an outage is logged, later ones are not."""
+        now = time.monotonic()
+        if self.since is None:
+            self.since = self._reminded = now
+            self._delay = PROBE_BASE
+            log.warning(
+                "Worker %s: the database at %s is unavailable (%s); jobs handed back unrun, no attempt "
+                "used; taking no jobs until it answers",
+                worker_name,
+                describe(self.database_url),
+                first_line(cause),
+            )
+        self._next_probe = now + self._delay
+        self._delay = min(self._delay * 2, PROBE_CAP)
+
+    def due(self) -> bool:
+        return self.active and time.monotonic() >= self._next_probe
+
+    def try_end(self, worker_name: str) -> bool:
+        """Probe the database; end the outage (True) when it answers, else back off (False)."""
+        try:
+            self._probe(self.database_url)
+        except Exception as error:  # any failure of the probe means: not back yet
+            now = time.monotonic()
+            if now - self._reminded >= REMINDER_INTERVAL:
+                self._reminded = now
+                log.warning(
+                    "Worker %s: the database is still unavailable after %.0f s (%s)",
+                    worker_name,
+                    now - (self.since or now),
+                    first_line(error),
+                )
+            self._next_probe = now + self._delay
+            self._delay = min(self._delay * 2, PROBE_CAP)
+            return False
+        log.warning(
+            "Worker %s: the database answers again after %.1f s; taking jobs",
+            worker_name,
+            time.monotonic() - (self.since or time.monotonic()),
+        )
+        self.since = None
+        return True
+
+
+class PatientRetry(Retry):
+    """Retry Redis connection errors for as long as Redis is away, saying so in the log."""
+
+    def __init__(self, name: Callable[[], str]) -> None:
+        backoff = ExponentialWithJitterBackoff(base=REDIS_RETRY_BASE, cap=REDIS_RETRY_CAP)
+        super().__init__(backoff, -1, supported_errors=(RedisConnectionError, RedisTimeoutError))
+        self._name = name
+        self._down_since: float | None = None
+        self._reminded = 0.0
+
+    def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):
+        def noted_fail(error, *failure_count):
+            now = time.monotonic()
+            if self._down_since is None:
+                self._down_since = self._reminded = now
+                log.warning(
+                    "Worker %s: Redis is unreachable (%s); retrying until it is back", self._name(), error
+                )
+            elif now - self._reminded >= REMINDER_INTERVAL:
+                self._reminded = now
+                log.warning(
+                    "Worker %s: Redis still unreachable after %.0f s", self._name(), now - self._down_since
+                )
+            return fail(error, *failure_count)
+
+        result = super().call_with_retry(do, noted_fail, is_retryable, with_failure_count)
+        if self._down_since is not None:
+            log.warning(
+                "Worker %s: Redis is back after %.1f s", self._name(), time.monotonic() - self._down_since
+            )
+            self._down_since = None
+        return result
