@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -38,13 +38,21 @@ def _insert(session: Session, rows: list[dict]) -> set[int]:
     return inserted
 
 
-def save_classifications(session: Session, model_version: str, rows: dict[int, Prediction]) -> set[int]:
+def save_classifications(
+    session: Session,
+    model_version: str,
+    rows: dict[int, Prediction],
+    metas: dict[int, dict[str, Any]] | None = None,
+) -> set[int]:
     """Insert the classifications of many contents in one statement; return the content ids inserted.
 
-    Contents that already had one keep it (ON CONFLICT DO NOTHING); all are marked classified.
+    ``metas`` holds each classification's audit (``jobs.audit``); without one, ``meta`` holds the raw
+    scores only. Contents that already had one keep it (ON CONFLICT DO NOTHING); all are marked
+    classified.
     """
     if not rows:
         return set()
+    metas = metas or {}
     return _insert(
         session,
         [
@@ -53,7 +61,7 @@ def save_classifications(session: Session, model_version: str, rows: dict[int, P
                 "sentiment": prediction.sentiment,
                 "confidence": prediction.confidence,
                 "model_version": model_version,
-                "meta": {"raw_scores": prediction.raw_scores},
+                "meta": metas.get(content_id) or {"raw_scores": prediction.raw_scores},
             }
             for content_id, prediction in rows.items()
         ],
@@ -67,6 +75,7 @@ def save_classification(
     confidence: float,
     model_version: str,
     raw_scores: dict[str, float],
+    meta: dict[str, Any] | None = None,
 ) -> bool:
     """Insert the classification unless one exists, and mark the content classified.
 
@@ -78,6 +87,6 @@ def save_classification(
         "sentiment": sentiment,
         "confidence": confidence,
         "model_version": model_version,
-        "meta": {"raw_scores": raw_scores},
+        "meta": meta or {"raw_scores": raw_scores},
     }
     return content_id in _insert(session, [row])

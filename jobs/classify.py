@@ -12,9 +12,12 @@ One path for every content id: the RQ job (one id) and the worker's batches (man
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import socket
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rq.timeouts import BaseTimeoutException
 from sqlalchemy import select
 
 from config import settings
@@ -23,7 +26,8 @@ from db.queries import contents_by_id
 from db.session import session_scope
 from db.store import record_skip, save_classification, save_classifications
 from errors import VolfefeError, first_line
-from jobs.failures import infrastructure_error, is_infrastructure_failure
+from jobs.audit import Processing, TextFacts, audit
+from jobs.failures import InfrastructureUnavailable, infrastructure_error, is_infrastructure_failure
 from jobs.outcomes import (
     ALREADY_CLASSIFIED,
     CLASSIFIED,
@@ -40,6 +44,8 @@ from workers.visible_text import visible_text
 if TYPE_CHECKING:
     from workers.classifier import Prediction
 
+#: the inference engine (FINBERT_ENGINE will choose among others).
+ENGINE = "torch"
 #: (content id, database id): what a classification job asks for.
 Request = tuple[int, str]
 
@@ -61,7 +67,17 @@ def classify_content(content_id: int, database_id: str) -> dict[str, Any]:
     problem = check_classify_arguments([content_id, database_id], {})
     if problem:
         raise JobRefused(problem)
-    (outcome,) = classify_contents([(content_id, database_id)])
+    from rq import get_current_job
+
+    job = get_current_job()
+    request = (content_id, database_id)
+    attempts = {request: (job.number_of_retries or 0) + 1} if job is not None else None
+    try:
+        (outcome,) = classify_contents([request], attempts=attempts, worker=job.worker_name if job else None)
+    except (InfrastructureUnavailable, BaseTimeoutException):
+        raise  # not the post's fault: handed back, or retried soon
+    except Exception as error:
+        raise ClassificationFailed(first_line(error)) from error
     if outcome.status == FAILED:
         raise ClassificationFailed(outcome.error or "failed")
     if outcome.status == REFUSED:
@@ -79,9 +95,17 @@ def _skip_reason(content: Content | None, text: str) -> str | None:
     return None
 
 
-def classify_contents(requests: Sequence[Request], database_url: str | None = None) -> list[Outcome]:
+def classify_contents(
+    requests: Sequence[Request],
+    database_url: str | None = None,
+    *,
+    attempts: Mapping[Request, int] | None = None,
+    worker: str | None = None,
+) -> list[Outcome]:
     """Classify many contents with one read, batched forward passes and one write; one outcome per request.
 
+    Each stored classification carries its audit (``jobs.audit``): ``attempts`` gives each request's
+    attempt number (default 1), ``worker`` the worker's name (default host:pid).
     Raises InfrastructureUnavailable when the database (or its disk) fails; any other failure of
     reading or of the model raises as it is (the caller runs the requests one by one then).
     """
@@ -89,6 +113,7 @@ def classify_contents(requests: Sequence[Request], database_url: str | None = No
     wanted = list(dict.fromkeys(requests))
     outcomes: dict[Request, Outcome] = {}
     texts: dict[int, str] = {}
+    facts: dict[int, TextFacts] = {}
     try:
         with session_scope(url) as session:
             identity = session.scalar(select(DatabaseIdentity.id).order_by(DatabaseIdentity.created_at))
@@ -105,8 +130,9 @@ def classify_contents(requests: Sequence[Request], database_url: str | None = No
                 content = contents.get(request[0])
                 text = visible_text(content.text) if content is not None else ""
                 reason = _skip_reason(content, text)
-                if reason is None:
+                if reason is None and content is not None:
                     texts[request[0]] = text
+                    facts[request[0]] = TextFacts(text, len(content.text))
                     continue
                 outcomes[request] = Outcome.skipped(request[0], reason)
                 if reason == NO_TEXT_TO_CLASSIFY:
@@ -120,26 +146,46 @@ def classify_contents(requests: Sequence[Request], database_url: str | None = No
 
         classifier = warm_classifier()
         predictions = dict(zip(texts, classifier.classify(list(texts.values())), strict=True))
-        stored = _store(url, classifier.model_version, predictions)
+        worker_name = worker or f"{socket.gethostname()}:{os.getpid()}"
+        precision = classifier.model_version.rsplit("+", 1)[-1]
+        metas = {
+            content_id: audit(
+                prediction,
+                facts[content_id],
+                Processing(
+                    worker=worker_name,
+                    engine=ENGINE,
+                    precision=precision,
+                    model_version=classifier.model_version,
+                    attempt=(attempts or {}).get((content_id, identity), 1),
+                ),
+            )
+            for content_id, prediction in predictions.items()
+        }
+        stored = _store(url, classifier.model_version, predictions, metas)
         outcomes.update({(content_id, identity): outcome for content_id, outcome in stored.items()})
     return [outcomes[request] for request in wanted]
 
 
-def _store(url: str, version: str, predictions: dict[int, Prediction]) -> dict[int, Outcome]:
+def _store(
+    url: str, version: str, predictions: dict[int, Prediction], metas: dict[int, dict[str, Any]]
+) -> dict[int, Outcome]:
     try:
         with session_scope(url) as session:
-            inserted = save_classifications(session, version, predictions)
+            inserted = save_classifications(session, version, predictions, metas)
     except Exception as error:
         if is_infrastructure_failure(error):
             raise infrastructure_error(error) from error
-        return _store_one_by_one(url, version, predictions)
+        return _store_one_by_one(url, version, predictions, metas)
     return {
         content_id: _stored(content_id, prediction, version, content_id in inserted)
         for content_id, prediction in predictions.items()
     }
 
 
-def _store_one_by_one(url: str, version: str, predictions: dict[int, Prediction]) -> dict[int, Outcome]:
+def _store_one_by_one(
+    url: str, version: str, predictions: dict[int, Prediction], metas: dict[int, dict[str, Any]]
+) -> dict[int, Outcome]:
     """Each classification in its own transaction: a failure is that content's ``failed`` outcome."""
     outcomes = {}
     for content_id, prediction in predictions.items():
@@ -152,6 +198,7 @@ def _store_one_by_one(url: str, version: str, predictions: dict[int, Prediction]
                     prediction.confidence,
                     version,
                     prediction.raw_scores,
+                    metas.get(content_id),
                 )
         except Exception as error:
             if is_infrastructure_failure(error):

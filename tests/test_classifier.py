@@ -33,11 +33,12 @@ TEXTS = [
     "$TSLA $AAPL #earnings @ceo 100% up!!!",
     "UPPERCASE HEADLINE: MARKETS SURGE",
     "profit " * 40,
-    # Long texts, cut at the model's 128 positions.
-    "the market was strong and investors are bullish on growth " * 30,
-    " ".join(f"company {i} reports quarter sales of {i * 7} and a loss" for i in range(200)),
-    # Longer than max_length * MAX_CHARS_PER_TOKEN characters: also cut before tokenizing.
-    "stocks rally " * 2000,
+]
+#: texts longer than the tiny model's 128 positions: read in windows, never truncated.
+LONG_TEXTS = [
+    "The market was strong. Investors are bullish on growth. " * 30,
+    " ".join(f"Company {i} reports quarter sales of {i * 7} and a loss." for i in range(200)),
+    "stocks rally " * 2000,  # one "sentence" longer than a window: cut at the window's size
 ]
 
 
@@ -88,33 +89,88 @@ def test_matches_the_transformers_pipeline(tiny_classifier: FinbertClassifier, r
     assert len({prediction.sentiment for prediction in predictions}) >= 2
 
 
-def test_long_texts_are_truncated_not_rejected(tiny_classifier: FinbertClassifier) -> None:
-    long_text = TEXTS[-3]
-    assert len(tiny_classifier.tokenizer(long_text)["input_ids"]) > TINY_POSITIONS
-    # Everything after the first 128 tokens is ignored.
+def test_short_texts_are_one_window_with_their_token_count(tiny_classifier: FinbertClassifier) -> None:
+    for text, prediction in zip(TEXTS, tiny_classifier.classify(TEXTS), strict=True):
+        assert prediction.windows == 1
+        assert prediction.tokens == len(
+            tiny_classifier.tokenizer(text, add_special_tokens=False)["input_ids"]
+        )
+
+
+def test_long_texts_are_read_in_windows_that_each_fit(tiny_classifier: FinbertClassifier) -> None:
+    from workers.windows import split_into_windows
+
+    for index, text in enumerate(LONG_TEXTS):
+        total = len(tiny_classifier.tokenizer(text, add_special_tokens=False)["input_ids"])
+        assert total > TINY_POSITIONS
+        windows = split_into_windows(tiny_classifier.tokenizer, [text], TINY_POSITIONS)
+        assert len(windows) >= 2, index
+        assert all(len(window.input_ids) <= TINY_POSITIONS for window in windows)
+        # Every token is read once: no truncation, no overlap.
+        assert sum(window.tokens for window in windows) == total
+        (prediction,) = tiny_classifier.classify([text])
+        assert prediction.windows == len(windows)
+        assert prediction.tokens == total
+        assert_valid(prediction, tiny_classifier.labels)
+
+
+def test_windows_end_at_sentence_boundaries(tiny_classifier: FinbertClassifier) -> None:
+    from workers.windows import split_into_windows
+
+    tokenizer = tiny_classifier.tokenizer
+    windows = split_into_windows(tokenizer, [LONG_TEXTS[0]], TINY_POSITIONS)
+    for window in windows:
+        words = tokenizer.decode(window.input_ids, skip_special_tokens=True).strip()
+        assert words.endswith("."), words[-40:]
+
+
+def test_a_long_text_scores_the_token_weighted_mean_of_its_windows(
+    tiny_classifier: FinbertClassifier,
+) -> None:
+    from workers.windows import split_into_windows
+
+    tokenizer = tiny_classifier.tokenizer
+    text = LONG_TEXTS[1]
+    windows = split_into_windows(tokenizer, [text], TINY_POSITIONS)
+    # Each window on its own, as a text: the model's scores for exactly those tokens.
+    alone = [
+        tiny_classifier.classify([tokenizer.decode(window.input_ids, skip_special_tokens=True)])[0]
+        for window in windows
+    ]
+    weights = [window.tokens for window in windows]
+    (prediction,) = tiny_classifier.classify([text])
+    for label in tiny_classifier.labels:
+        expected = sum(w * p.raw_scores[label] for w, p in zip(weights, alone, strict=True)) / sum(weights)
+        assert abs(prediction.raw_scores[label] - expected) <= 1e-4, label
+
+
+def test_more_text_after_the_first_window_changes_the_score(tiny_classifier: FinbertClassifier) -> None:
+    # Truncation would ignore everything after 128 tokens; windows read it.
+    long_text = LONG_TEXTS[0]
     (whole,) = tiny_classifier.classify([long_text])
-    (longer,) = tiny_classifier.classify([long_text + " crash plunge loss " * 50])
-    assert whole.sentiment == longer.sentiment
-    for label, score in whole.raw_scores.items():
-        assert abs(score - longer.raw_scores[label]) <= TOLERANCE
+    (longer,) = tiny_classifier.classify([long_text + " Crash plunge loss. " * 60])
+    assert longer.windows > whole.windows
+    assert any(abs(whole.raw_scores[label] - longer.raw_scores[label]) > 1e-4 for label in whole.raw_scores)
 
 
 def test_input_order_is_kept_although_batches_are_sorted_by_length(
     tiny_classifier: FinbertClassifier,
 ) -> None:
-    one_by_one = [tiny_classifier.classify([text])[0] for text in TEXTS]
-    together = tiny_classifier.classify(TEXTS)
+    texts = TEXTS + LONG_TEXTS
+    one_by_one = [tiny_classifier.classify([text])[0] for text in texts]
+    together = tiny_classifier.classify(texts)
     assert_same_scores(together, one_by_one)
-    reversed_order = tiny_classifier.classify(list(reversed(TEXTS)))
+    reversed_order = tiny_classifier.classify(list(reversed(texts)))
     assert_same_scores(list(reversed(reversed_order)), one_by_one)
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 8])
 def test_batch_size_does_not_change_scores(tiny_model_dir: Path, batch_size: int) -> None:
-    reference = FinbertClassifier.load(str(tiny_model_dir), batch_size=len(TEXTS))
+    reference = FinbertClassifier.load(str(tiny_model_dir), batch_size=64)
     batched = FinbertClassifier.load(str(tiny_model_dir), batch_size=batch_size)
     assert batched.batch_size == batch_size
-    assert_same_scores(batched.classify(TEXTS), reference.classify(TEXTS))
+    texts = TEXTS + LONG_TEXTS
+    assert_same_scores(batched.classify(texts), reference.classify(texts))
 
 
 def test_duplicate_texts_get_the_same_prediction(tiny_classifier: FinbertClassifier) -> None:

@@ -14,19 +14,18 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, PRECISIONS
+from errors import VolfefeError, first_line
 from workers.labels import LabelError, sentiment_labels
+from workers.model_marks import RANDOM_WEIGHTS_KEY, RANDOM_WEIGHTS_TAG
+from workers.windows import aggregate, split_into_windows
 
 log = logging.getLogger(__name__)
-
-#: characters kept of a text before tokenizing; far beyond 512 tokens, it bounds the cost of huge posts.
-MAX_CHARS_PER_TOKEN = 64
-
 
 #: seconds to wait for the model hub before calling it unreachable.
 HUB_PROBE_TIMEOUT = 3.0
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(VolfefeError):
     """FINBERT_MODEL could not be loaded; the message is one readable line."""
 
 
@@ -35,6 +34,11 @@ class Prediction:
     sentiment: str
     confidence: float
     raw_scores: dict[str, float] = field(default_factory=dict)
+    #: the text's tokens (without special tokens) and the windows they were read in.
+    tokens: int = 0
+    windows: int = 1
+    #: seconds of model time per text in the forward passes that classified it.
+    seconds: float = 0.0
 
 
 def configure_torch(threads: int) -> None:
@@ -52,11 +56,6 @@ def _apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     return model
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__
-
-
 def _hub_reachable(endpoint: str) -> bool:
     from urllib.parse import urlsplit
 
@@ -72,7 +71,11 @@ def _load_pretrained(source: str):
     """Tokenizer and model from a local folder, the local cache, or the hub, in that order."""
     from transformers import logging as transformers_logging
 
-    fix = "set FINBERT_MODEL to a local model folder (config.json, weights and tokenizer files)"
+    fix = (
+        "set FINBERT_MODEL to a local model folder (config.json, weights and tokenizer files); for a trial "
+        "with random weights (meaningless labels): .venv/bin/python -m tools.random_model --tiny models/tiny "
+        "then FINBERT_MODEL=models/tiny ./scripts/demo"
+    )
     looks_like_path = source.startswith((".", "/", "~")) or source.count("/") > 1  # hub ids: "org/name"
     if looks_like_path and not Path(source).expanduser().is_dir():
         raise ModelLoadError(f"cannot load FINBERT_MODEL={source!r}: no such folder; {fix}")
@@ -96,12 +99,16 @@ def _load_pretrained(source: str):
             return tokenizer, model
         except Exception as failure:  # transformers raises OSError, ValueError, HTTP errors...
             error = failure
-    raise ModelLoadError(f"cannot load FINBERT_MODEL={source!r}: {_first_line(error)}; {fix}") from None
+    raise ModelLoadError(f"cannot load FINBERT_MODEL={source!r}: {first_line(error)}; {fix}") from None
 
 
-def _model_version(source: str, revision: str | None, precision: str) -> str:
+def _model_version(source: str, revision: str | None, precision: str, random_weights: bool = False) -> str:
+    """``<hub id or folder>[@<revision>][+random-weights]+<precision>`` (see workers.model_marks)."""
     name = str(Path(source).resolve()) if Path(source).is_dir() else source
-    return f"{name}@{revision[:12]}+{precision}" if revision else f"{name}+{precision}"
+    parts = [f"{name}@{revision[:12]}" if revision else name]
+    if random_weights:
+        parts.append(RANDOM_WEIGHTS_TAG)
+    return "+".join([*parts, precision])
 
 
 class FinbertClassifier:
@@ -145,9 +152,9 @@ class FinbertClassifier:
         model = _apply_precision(model, precision)
         limit = min(max_length, getattr(model.config, "max_position_embeddings", max_length))
         revision = getattr(model.config, "_commit_hash", None)
-        classifier = cls(
-            model, tokenizer, names, _model_version(source, revision, precision), limit, batch_size
-        )
+        random_weights = getattr(model.config, RANDOM_WEIGHTS_KEY, False) is True
+        version = _model_version(source, revision, precision, random_weights)
+        classifier = cls(model, tokenizer, names, version, limit, batch_size)
         classifier.classify(
             ["warm up"]
         )  # pages the weights in and primes kernels before the first real batch
@@ -155,33 +162,45 @@ class FinbertClassifier:
         return classifier
 
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
-        """One prediction per text, in input order; texts run in batches sorted by token length."""
+        """One prediction per text, in input order.
+
+        Texts longer than the model's maximum are read in windows (``workers.windows``), never
+        truncated; all windows run in forward passes of ``batch_size`` sorted by token length.
+        """
         if not texts:
             return []
-        encoded = self.tokenizer(
-            [text[: self.max_length * MAX_CHARS_PER_TOKEN] for text in texts],
-            truncation=True,
-            max_length=self.max_length,
-        )
-        ids = encoded["input_ids"]
-        types = encoded.get("token_type_ids")
-        order = sorted(range(len(texts)), key=lambda index: len(ids[index]))
-        results: list[Prediction | None] = [None] * len(texts)
+        windows = split_into_windows(self.tokenizer, texts, self.max_length)
+        order = sorted(range(len(windows)), key=lambda index: len(windows[index].input_ids))
+        probabilities: list[list[float]] = [[] for _ in windows]
+        started = time.perf_counter()
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            probabilities = self._forward(
-                [ids[i] for i in chunk], [types[i] for i in chunk] if types else None
-            )
-            for index, row in zip(chunk, probabilities.tolist(), strict=True):
-                best = max(range(len(row)), key=row.__getitem__)
-                results[index] = Prediction(
+            rows = self._forward([windows[i].input_ids for i in chunk]).tolist()
+            for index, row in zip(chunk, rows, strict=True):
+                probabilities[index] = row
+        seconds = (time.perf_counter() - started) / len(texts)
+        tokens = [0] * len(texts)
+        counts = [0] * len(texts)
+        for window in windows:
+            tokens[window.text_index] += window.tokens
+            counts[window.text_index] += 1
+        results = []
+        for index, row in enumerate(aggregate(windows, probabilities, len(texts))):
+            best = max(range(len(row)), key=row.__getitem__)
+            results.append(
+                Prediction(
                     sentiment=self.labels[best],
                     confidence=float(row[best]),
                     raw_scores={label: float(score) for label, score in zip(self.labels, row, strict=True)},
+                    tokens=tokens[index],
+                    windows=counts[index],
+                    seconds=seconds,
                 )
-        return [prediction for prediction in results if prediction is not None]
+            )
+        return results
 
-    def _forward(self, input_ids: list[list[int]], token_types: list[list[int]] | None) -> torch.Tensor:
+    def _forward(self, input_ids: list[list[int]]) -> torch.Tensor:
+        """Softmax probabilities for a batch of token id lists (padded to the longest)."""
         width = max(len(row) for row in input_ids)
         pad = self.tokenizer.pad_token_id or 0
         ids = torch.full((len(input_ids), width), pad, dtype=torch.long)
@@ -189,12 +208,6 @@ class FinbertClassifier:
         for row, tokens in enumerate(input_ids):
             ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
             mask[row, : len(tokens)] = 1
-        inputs = {"input_ids": ids, "attention_mask": mask}
-        if token_types is not None:
-            types = torch.zeros((len(input_ids), width), dtype=torch.long)
-            for row, tokens in enumerate(token_types):
-                types[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-            inputs["token_type_ids"] = types
         with torch.inference_mode():
-            logits = self.model(**inputs).logits
+            logits = self.model(input_ids=ids, attention_mask=mask).logits
         return torch.softmax(logits.float(), dim=-1)

@@ -311,7 +311,12 @@ class FinbertWorker(SimpleWorker):
         timeout = self._batch_timeout(len(plain))
         try:
             with self.death_penalty_class(timeout, JobTimeoutException, job_id=plain[0].job.id):
-                outcomes = classify_contents(list(by_request), self.config.database_url)
+                outcomes = classify_contents(
+                    list(by_request),
+                    self.config.database_url,
+                    attempts={request: (t.job.number_of_retries or 0) + 1 for request, t in by_request.items()},
+                    worker=self.name,
+                )
         except InfrastructureUnavailable:
             raise
         except Exception as error:
