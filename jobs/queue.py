@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from redis import Redis
 from rq import Queue, Retry
-from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import now
@@ -23,7 +23,7 @@ from db.identity import database_id as identity_of
 from db.session import describe
 from jobs.binding import bind_queue
 from jobs.registry import CLASSIFY_FUNCTION, refusal
-from jobs.rq_seam import delete_if_failed, latest_failure
+from jobs.rq_seam import delete_if_failed, enqueue_unique, latest_failure
 
 #: the default queue (``VOLFEFE_QUEUE`` names another).
 QUEUE_NAME = DEFAULT_QUEUE_NAME
@@ -49,6 +49,9 @@ SHORT_COOL_DOWN = 10 * 60
 POST_FAILURE_COOL_DOWN = FAILURE_TTL
 #: the exception a job raises for a failure of the post itself (jobs.classify.ClassificationFailed).
 POST_FAILURE_MARKER = "ClassificationFailed"
+
+#: ids per pipelined round trip when enqueueing.
+ENQUEUE_CHUNK = 1000
 
 _JOB_ID = re.compile(rf"{JOB_ID_PREFIX}(\d+)-([0-9a-f]+)")
 _PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
@@ -117,53 +120,89 @@ def enqueue_ids(
     """Enqueue one job per content id of the database at ``database_url``, atomically unique.
 
     The queue is bound to this database first (QueueInUse when another database is at work on it).
-    An id whose job exists is reported, never doubled; one whose job failed is enqueued again once the
-    failure's cool-down has passed (at once when the job was refused or was not ours).
+    Jobs go in chunks of ENQUEUE_CHUNK, each job checked and saved atomically (RQ's own unique-enqueue
+    script), so racing enqueuers and sweeps still make one job per id. An id whose job exists is
+    reported, never doubled; one whose job failed is enqueued again once the failure's cool-down has
+    passed (at once when the job was refused or was not ours).
     """
     identity = identity_of(database_url)
     queue = classification_queue(connection, queue_name)
     bind_queue(connection, queue.name, identity, describe(database_url))
     report = EnqueueReport(database_id=identity, content_ids=list(dict.fromkeys(content_ids)))
-    for content_id in report.content_ids:
-        getattr(report, _enqueue_one(queue, content_id, identity, report)).append(content_id)
+    for start in range(0, len(report.content_ids), ENQUEUE_CHUNK):
+        _enqueue_chunk(queue, report.content_ids[start : start + ENQUEUE_CHUNK], identity, report)
     return report
 
 
-def _enqueue(queue: Queue, content_id: int, identity: str) -> None:
-    queue.enqueue(
+def _new_job(queue: Queue, content_id: int, identity: str) -> Job:
+    return queue.create_job(
         JOB_FUNCTION,
-        content_id,
-        identity,
+        args=(content_id, identity),
         job_id=job_id_for(content_id, identity),
-        unique=True,
         retry=Retry(max=MAX_ATTEMPTS - 1, interval=RETRY_INTERVALS),
-        job_timeout=JOB_TIMEOUT,
+        timeout=JOB_TIMEOUT,
         result_ttl=RESULT_TTL,
         failure_ttl=FAILURE_TTL,
         description=f"classify content {content_id}",
     )
 
 
-def _enqueue_one(queue: Queue, content_id: int, identity: str, report: EnqueueReport) -> str:
-    """Enqueue ``content_id``'s job; return the EnqueueReport list it belongs in."""
-    while True:
-        try:
-            _enqueue(queue, content_id, identity)
-            return "enqueued"
-        except DuplicateJobError:
-            try:
-                existing = Job.fetch(job_id_for(content_id, identity), queue.connection, SERIALIZER)
-                status = existing.get_status(refresh=False)
-            except NoSuchJobError:
-                continue  # it expired between the two calls: enqueue again
-        if status == JobStatus.FAILED:
-            if not _cooled_down(existing) or not delete_if_failed(queue.connection, existing):
-                return "cooling_down"
-            report.retried_after_failure.append(content_id)
-            continue
-        if status in _PENDING:
-            return "already_pending"
-        return "recently_finished"  # finished, stopped or canceled
+def _statuses(queue: Queue, content_ids: list[int], identity: str) -> list[str | None]:
+    """The status of each content's job (None: no job), in one round trip."""
+    with queue.connection.pipeline(transaction=False) as pipeline:
+        for content_id in content_ids:
+            pipeline.hget(Job.key_for(job_id_for(content_id, identity)), "status")
+        return [status.decode() if status else None for status in pipeline.execute()]
+
+
+def _enqueue_chunk(queue: Queue, content_ids: list[int], identity: str, report: EnqueueReport) -> None:
+    """Enqueue a chunk; sort each id into the report's lists by what became of it.
+
+    Ids whose job exists are recognised in bulk first (a second sweep of a waiting backlog builds no
+    job); the rest are enqueued with the atomic unique script, and any that lost a race to another
+    enqueuer are looked at again.
+    """
+    pending = content_ids
+    while pending:
+        statuses = _statuses(queue, pending, identity)
+        missing = [content_id for content_id, status in zip(pending, statuses, strict=True) if status is None]
+        retry: list[int] = []
+        if missing:
+            enqueued = enqueue_unique(
+                queue, [_new_job(queue, content_id, identity) for content_id in missing]
+            )
+            report.enqueued.extend(content_id for content_id, ok in zip(missing, enqueued, strict=True) if ok)
+            retry = [content_id for content_id, ok in zip(missing, enqueued, strict=True) if not ok]
+        for content_id, status in zip(pending, statuses, strict=True):
+            if status is None:
+                continue
+            if status == JobStatus.FAILED.value:
+                replaced = _replace_failed(queue, content_id, identity)
+                if replaced is None:
+                    report.cooling_down.append(content_id)
+                    continue
+                if replaced:
+                    report.retried_after_failure.append(content_id)
+                retry.append(content_id)
+            elif JobStatus(status) in _PENDING:
+                report.already_pending.append(content_id)
+            else:
+                report.recently_finished.append(content_id)  # finished, stopped or canceled
+        pending = retry
+
+
+def _replace_failed(queue: Queue, content_id: int, identity: str) -> bool | None:
+    """Make room for a new job in place of the content's failed one, once its cool-down has passed.
+
+    True when the failed job was deleted, False when it was gone already, None while it cools down.
+    """
+    try:
+        existing = Job.fetch(job_id_for(content_id, identity), queue.connection, SERIALIZER)
+    except NoSuchJobError:
+        return False
+    if _cooled_down(existing) and delete_if_failed(queue.connection, existing):
+        return True
+    return None
 
 
 def failure_cool_down(job: Job) -> int:
