@@ -1,61 +1,136 @@
 """Register the hourly sweep with rq-scheduler and run the scheduler.
 
-python scheduler.py          register (idempotently) and run until stopped
+python scheduler.py          keep the hourly sweep registered and move it onto the queue each hour,
+                             until SIGTERM or Ctrl-C; rides out Redis outages of any length
 python scheduler.py --once   run one sweep now and exit
+
+Every pass (each --interval seconds) re-asserts the hourly sweep's registration (fixed id
+"hourly-sweep": never two) and, when Redis is found without the scheduler's marker key (a new Redis,
+or one restarted without persistence or emptied), enqueues one sweep at once
+("sweep-after-redis-loss"). Jobs are JSON; the scheduler moves no job but the sweep.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import warnings
+from types import FrameType
 
 from redis import Redis
 
 from cli.errors import run_command
 from config import settings
-from jobs.queue import QUEUE_NAME
+from jobs.json_scheduler import JsonScheduler
+from jobs.schedule import (
+    SWEEP_CRON,
+    SWEEP_FUNCTION,
+    SWEEP_JOB_ID,
+    ensure_sweep_registered,
+    keep_schedule,
+    sweep_scheduler,
+)
+from jobs.scheduler_loop import (
+    DEFAULT_INTERVAL,
+    DEFAULT_MAX_BACKOFF,
+    DEFAULT_REMINDER,
+    SchedulerLoop,
+    scheduler_connection,
+)
 from jobs.sweep import sweep
-from services.redis_connection import connect, redis_url
+from services.redis_connection import connect, redis_url, safe_url
 
 # rq-scheduler's use of crontab warns on every start; nothing for our users to act on.
 warnings.filterwarnings("ignore", category=FutureWarning, module="rq_scheduler")
 
-SWEEP_JOB_ID = "hourly-sweep"
-SWEEP_CRON = "0 * * * *"
-SWEEP_FUNCTION = "jobs.sweep.scheduled_sweep"
-#: seconds between the scheduler's checks for due jobs.
-SCHEDULER_INTERVAL = 30
+__all__ = ["SWEEP_CRON", "SWEEP_FUNCTION", "SWEEP_JOB_ID", "main", "register_sweep"]
+
+log = logging.getLogger("scheduler")
 
 
-def register_sweep(connection: Redis):
-    """Register the hourly sweep under a fixed id; an existing registration is replaced, never doubled."""
-    from rq_scheduler import Scheduler
+def register_sweep(connection: Redis, queue_name: str | None = None) -> JsonScheduler:
+    """Register the hourly sweep unless its registration is current (never two); return the scheduler.
 
-    scheduler = Scheduler(queue_name=QUEUE_NAME, connection=connection, interval=SCHEDULER_INTERVAL)
-    scheduler.cancel(SWEEP_JOB_ID)  # the fixed id makes cancel + cron an idempotent update
-    scheduler.cron(
-        SWEEP_CRON, func=SWEEP_FUNCTION, id=SWEEP_JOB_ID, queue_name=QUEUE_NAME, use_local_timezone=False
-    )
+    ``queue_name`` defaults to the configured queue (``VOLFEFE_QUEUE``).
+    """
+    scheduler = sweep_scheduler(connection, queue_name or settings().queue_name, DEFAULT_INTERVAL)
+    ensure_sweep_registered(scheduler)
     return scheduler
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scheduler.py", description=__doc__.splitlines()[0])
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number of seconds")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scheduler.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--once", action="store_true", help="run one sweep now and exit")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--interval",
+        type=_seconds,
+        default=DEFAULT_INTERVAL,
+        metavar="SECONDS",
+        help="seconds between passes: due jobs moved, registration and marker checked (default %(default)g)",
+    )
+    parser.add_argument(
+        "--max-backoff",
+        type=_seconds,
+        default=DEFAULT_MAX_BACKOFF,
+        metavar="SECONDS",
+        help="longest wait between attempts while Redis is unreachable (default %(default)g)",
+    )
+    parser.add_argument(
+        "--reminder",
+        type=_seconds,
+        default=DEFAULT_REMINDER,
+        metavar="SECONDS",
+        help="while Redis is unreachable, log a reminder this often (default %(default)g)",
+    )
+    return parser
+
+
+def _stop_on_signals(loop: SchedulerLoop) -> None:
+    """SIGTERM or SIGINT: stop after the pass under way; a second one: stop now."""
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if loop.stopping:
+            raise SystemExit(128 + signum)
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        loop.stop()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     config = settings()
-    connection = connect(redis_url(config))
     if args.once:
-        report = sweep(connection, config.database_url)
+        report = sweep(connect(redis_url(config)), config.database_url)
         print(f"sweep: {report.describe()}")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    scheduler = register_sweep(connection)
-    logging.getLogger("scheduler").info(
-        "hourly sweep registered as %r (%s); scheduler running", SWEEP_JOB_ID, SWEEP_CRON
+    url = redis_url(config)
+    scheduler = sweep_scheduler(scheduler_connection(url), config.queue_name, args.interval)
+    loop = SchedulerLoop(
+        scheduler,
+        keep_schedule,
+        safe_url(url),
+        interval=args.interval,
+        max_backoff=args.max_backoff,
+        reminder=args.reminder,
     )
-    scheduler.run()
+    _stop_on_signals(loop)
+    loop.run()
     return 0
 
 

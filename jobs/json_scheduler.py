@@ -7,9 +7,10 @@ mirrors, checked against rq-scheduler 0.14 on RQ 3.0. What changes against the l
   from Redis runs code);
 - ``get_queue_for_job`` always returns our queue class (the library imports a class named in the
   job's meta);
-- ``enqueue_jobs`` moves only due jobs of this scheduler's queue whose function is one it schedules;
-  any other entry of its queue (unreadable, another function) is taken off the schedule with a
-  warning, and entries of other queues are left to their own scheduler;
+- ``enqueue_jobs`` moves only due jobs of this scheduler's queue that ``jobs.registry.refusal``
+  accepts for the functions it schedules; any other entry of its queue (unreadable, not JSON,
+  another function) is taken off the schedule with a warning, and entries of other queues are left
+  to their own scheduler;
 - the lock is released only by the scheduler that holds it (the library deletes it unconditionally,
   so a scheduler back from an outage could delete the lock another one took meanwhile);
 - ``keep_alive`` refreshes the scheduler's key and registers its birth again when Redis lost it.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -30,6 +31,7 @@ from rq.serializers import JSONSerializer
 from rq_scheduler import Scheduler
 
 from errors import first_line
+from jobs.registry import ArgumentCheck, refusal
 
 logger = logging.getLogger(__name__)
 
@@ -57,16 +59,19 @@ class JsonJob(Job):
 
 
 class JsonScheduler(Scheduler):
-    """rq-scheduler for one queue, with JSON jobs, that moves only jobs of ``functions``.
+    """rq-scheduler for one queue, with JSON jobs, that moves only the jobs in ``registered``.
 
-    ``functions`` holds the dotted names of the job functions this scheduler schedules; a due job
-    of its queue naming anything else is never enqueued.
+    ``registered`` maps the job functions this scheduler schedules to their argument checks
+    (``jobs.registry``); a due job of its queue that ``jobs.registry.refusal`` refuses (not JSON,
+    another function, a callback, bad arguments) is never enqueued.
     """
 
     job_class = JsonJob
     queue_class = Queue
 
-    def __init__(self, queue_name: str, connection: Redis, interval: float, functions: Iterable[str]):
+    def __init__(
+        self, queue_name: str, connection: Redis, interval: float, registered: Mapping[str, ArgumentCheck]
+    ):
         super().__init__(
             queue_name=queue_name,
             connection=connection,
@@ -74,7 +79,7 @@ class JsonScheduler(Scheduler):
             job_class=JsonJob,
             queue_class=Queue,
         )
-        self.functions = frozenset(functions)
+        self.registered = dict(registered)
 
     @property
     def key_ttl(self) -> int:
@@ -153,15 +158,9 @@ class JsonScheduler(Scheduler):
             return None
         if job.origin != self.queue_name:
             return None  # another queue's scheduler moves it
-        try:
-            function = job.func_name
-        except RedisError:
-            raise
-        except Exception:  # DeserializationError, from any serializer but JSON
-            self._refuse(job_id, "its data is not JSON")
-            return None
-        if function not in self.functions:
-            self._refuse(job_id, f"function {function!r} is not one this scheduler runs")
+        reason = refusal(job, self.registered)
+        if reason is not None:
+            self._refuse(job_id, reason)
             return None
         return job
 

@@ -28,13 +28,12 @@ from rq.exceptions import DuplicateJobError
 
 from config import DEFAULT_QUEUE_NAME
 from jobs.json_scheduler import JsonJob, JsonScheduler
+from jobs.registry import SWEEP_FUNCTION, check_no_arguments
 
 logger = logging.getLogger(__name__)
 
 SWEEP_JOB_ID = "hourly-sweep"
 SWEEP_CRON = "0 * * * *"
-#: the sweep's job function (jobs/sweep.py); the scheduler moves no job of any other function.
-SWEEP_FUNCTION = "jobs.sweep.scheduled_sweep"
 #: id of the one-off sweep enqueued when Redis is found without the scheduler's marker.
 CATCH_UP_JOB_ID = "sweep-after-redis-loss"
 #: key the scheduler keeps in Redis (no expiry); missing means Redis is new or lost its data.
@@ -67,8 +66,8 @@ def alive_marker(queue_name: str) -> str:
 
 
 def sweep_scheduler(connection: Redis, queue_name: str, interval: float) -> JsonScheduler:
-    """The scheduler of ``queue_name``'s hourly sweep: JSON jobs, and no function but the sweep."""
-    return JsonScheduler(queue_name, connection, interval, functions={SWEEP_FUNCTION})
+    """The scheduler of ``queue_name``'s hourly sweep: JSON jobs, and no job but the sweep (no arguments)."""
+    return JsonScheduler(queue_name, connection, interval, registered={SWEEP_FUNCTION: check_no_arguments})
 
 
 def sweep_registration_is_current(scheduler: JsonScheduler) -> bool:

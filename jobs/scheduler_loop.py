@@ -2,10 +2,11 @@
 
 A pass refreshes the scheduler's key, takes rq-scheduler's lock (so two schedulers never both
 enqueue), keeps the schedule (``jobs.schedule.keep_schedule``), moves due jobs onto the queue and
-releases the lock. When Redis cannot be reached (refused, reset, timed out, loading, read-only
-replica) the pass is abandoned and tried again with backoff; the outage is logged once when it
-starts, then every ``reminder`` seconds, and once when Redis is back. Only a refused password
-(a setting to fix) and errors that are not Redis's end the loop.
+releases the lock. When a pass fails on Redis (connection refused or reset, a timeout, a server
+still loading its data, a read-only replica, any other Redis error) it is abandoned and tried again
+with backoff; the outage is logged once when it starts, then every ``reminder`` seconds, and once
+when Redis is back. Only a refused password or user (a setting to fix) and errors that are not
+Redis's end the loop.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from redis import Redis
 from redis.exceptions import AuthenticationError, AuthorizationError, RedisError
 
 from errors import first_line
 from jobs.json_scheduler import JsonScheduler
+from services.redis_connection import RedisUnavailable, safe_url
 
 logger = logging.getLogger(__name__)
 
@@ -44,23 +45,19 @@ SETTING_ERRORS = (AuthenticationError, AuthorizationError)
 
 
 def scheduler_connection(url: str) -> Redis:
-    """A client for ``url`` with bounded waits, made without contacting Redis (it may be down)."""
-    return Redis.from_url(
-        url,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_timeout=COMMAND_TIMEOUT,
-        health_check_interval=HEALTH_CHECK_INTERVAL,
-    )
+    """A client for ``url`` with bounded waits, made without contacting Redis (it may be down).
 
-
-def redis_location(url: str) -> str:
-    """``url`` without user name and password: ``redis://host:port/db`` (or the socket path)."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return f"unix://{parts.path}"
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    RedisUnavailable, in one line without the password, when ``url`` is not a Redis URL.
+    """
+    try:
+        return Redis.from_url(
+            url,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=COMMAND_TIMEOUT,
+            health_check_interval=HEALTH_CHECK_INTERVAL,
+        )
+    except ValueError as error:
+        raise RedisUnavailable(f"cannot use the Redis URL {safe_url(url)}: {first_line(error)}") from None
 
 
 class Backoff:
@@ -103,7 +100,7 @@ class OutageLog:
         if self.since is None:
             self.since = self._last_said = now
             logger.warning(
-                "Redis at %s unreachable: %s; trying again every %g s at most until it is back",
+                "Redis at %s unreachable (%s); trying again every %g s at most until it is back",
                 self.where,
                 first_line(error),
                 self.max_backoff,
@@ -111,7 +108,7 @@ class OutageLog:
         elif now - self._last_said >= self.reminder:
             self._last_said = now
             logger.warning(
-                "Redis at %s still unreachable after %.0f s: %s",
+                "Redis at %s still unreachable after %.0f s (%s)",
                 self.where,
                 now - self.since,
                 first_line(error),
@@ -166,7 +163,6 @@ class SchedulerLoop:
                 self.outage.failed(error)
                 self._stopping.wait(self.backoff.next())
                 continue
-            self.outage.recovered()
             self.backoff.reset()
             self.passes += 1
             if self.passes == 1:
@@ -182,6 +178,7 @@ class SchedulerLoop:
         """One pass; False when another scheduler held the lock (it does the work this time)."""
         scheduler = self.scheduler
         scheduler.keep_alive()
+        self.outage.recovered()  # said before what the pass finds, so the log reads in order
         if not scheduler.acquire_lock():
             logger.debug("lock held by another scheduler: skipping this pass")
             return False
