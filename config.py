@@ -16,18 +16,26 @@ Every setting has a documented default so that the project runs with nothing set
 | ``TORCH_THREADS`` | cores / ``WORKER_PROCESSES`` | torch intra-op threads per worker process |
 | ``WORKER_PROCESSES`` | ``1`` | worker processes sharing this machine (sets the default threads) |
 | ``VOLFEFE_DATA_DIR`` | ``./var`` | where the embedded Redis keeps its files |
+| ``VOLFEFE_QUEUE`` | ``ml_classification`` | the Redis queue of this database's jobs (one database per queue) |
+| ``PORT`` | ``9181`` | the port ``volfefe web`` listens on (Procfile runners such as honcho set it) |
+| ``RQ_DASHBOARD_USERNAME``, ``RQ_DASHBOARD_PASSWORD`` | unset | ``volfefe web``'s credentials (both or neither); unset: generated once, kept in ``<data dir>/web/credentials`` |
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from errors import VolfefeError
+
 DEFAULT_DATABASE_URL = "sqlite:///volfefe.db"
+#: the queue's name when VOLFEFE_QUEUE is unset.
+DEFAULT_QUEUE_NAME = "ml_classification"
 DEFAULT_MODEL = "yiyanghkust/finbert-tone"
 PRECISIONS = ("fp32", "bf16", "int8")
 #: bf16 weights: 2-4x fp32 throughput on this hardware with identical labels (BENCHMARKS.md).
@@ -41,16 +49,19 @@ DEFAULT_WORKER_BATCH_JOBS = 256
 DEFAULT_BATCH_WAIT_MS = 2.0
 #: tokens; BERT's position embeddings end at 512.
 DEFAULT_MAX_LENGTH = 512
+#: TCP port of ``volfefe web`` when PORT is unset (rq-dashboard's usual port).
+DEFAULT_WEB_PORT = 9181
 
 
-class ConfigError(ValueError):
+class ConfigError(VolfefeError, ValueError):
     """A setting has a value that cannot be used."""
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str
-    redis_url: str | None
+    #: URLs may hold passwords: kept out of repr (logs, tracebacks).
+    database_url: str = field(repr=False)
+    redis_url: str | None = field(repr=False)
     model: str
     precision: str
     batch_size: int
@@ -60,6 +71,10 @@ class Settings:
     labels: tuple[str, ...] | None
     torch_threads: int
     data_dir: Path
+    queue_name: str
+    web_port: int = DEFAULT_WEB_PORT
+    web_username: str | None = None
+    web_password: str | None = field(default=None, repr=False)
 
 
 def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -90,6 +105,25 @@ def _non_negative_float(environ: Mapping[str, str], name: str, default: float) -
     return value
 
 
+def _queue_name(environ: Mapping[str, str]) -> str:
+    name = environ.get("VOLFEFE_QUEUE", "").strip() or DEFAULT_QUEUE_NAME
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        raise ConfigError(f"VOLFEFE_QUEUE={name!r} may hold only letters, digits, '_' and '-' (at most 64)")
+    return name
+
+
+def _web_port(environ: Mapping[str, str]) -> int:
+    port = _positive_int(environ, "PORT", DEFAULT_WEB_PORT)
+    if port > 65535:
+        raise ConfigError(f"PORT={port} is not a TCP port (1 to 65535)")
+    return port
+
+
+def default_torch_threads(processes: int) -> int:
+    """Torch threads per worker when ``processes`` workers share this machine: its cores split evenly, at least 1."""
+    return max(1, (os.cpu_count() or 1) // max(1, processes))
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read every setting from ``environ`` (default: ``os.environ``); raise ConfigError on a bad value."""
     environ = os.environ if environ is None else environ
@@ -109,8 +143,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         batch_wait_ms=_non_negative_float(environ, "FINBERT_BATCH_WAIT_MS", DEFAULT_BATCH_WAIT_MS),
         max_length=_positive_int(environ, "FINBERT_MAX_LENGTH", DEFAULT_MAX_LENGTH),
         labels=labels,
-        torch_threads=_positive_int(environ, "TORCH_THREADS", max(1, (os.cpu_count() or 1) // processes)),
+        torch_threads=_positive_int(environ, "TORCH_THREADS", default_torch_threads(processes)),
         data_dir=Path(environ.get("VOLFEFE_DATA_DIR", "").strip() or "var"),
+        queue_name=_queue_name(environ),
+        web_port=_web_port(environ),
+        web_username=environ.get("RQ_DASHBOARD_USERNAME", "").strip() or None,
+        web_password=environ.get("RQ_DASHBOARD_PASSWORD") or None,
     )
 
 

@@ -1,20 +1,26 @@
-"""rq-dashboard as the ``web`` process: on localhost unless told otherwise, never open without auth."""
+"""Who may reach the web process: this machine by default; other machines only with credentials set.
+
+Generated credentials (``web.credentials``) are shown on one terminal and kept in one file: good
+enough for a process only this machine can reach, not for one on the network, where the operator
+must choose them and set them in the environment.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-import os
 
-#: the dashboard's default address: this machine only.
+from errors import VolfefeError
+
+#: the web process's default address: this machine only.
 DEFAULT_BIND = "127.0.0.1"
-DEFAULT_PORT = 9181
 
 
-class DashboardRefused(ValueError):
-    """The dashboard would be reachable from other machines without credentials."""
+class DashboardRefused(VolfefeError):
+    """The web process would be reachable from other machines without credentials chosen for it."""
 
 
 def is_loopback(host: str) -> bool:
+    """True when ``host`` is reachable from this machine only (``localhost`` or a loopback address)."""
     if host == "localhost":
         return True
     try:
@@ -23,21 +29,10 @@ def is_loopback(host: str) -> bool:
         return False  # a hostname other than localhost may resolve to anything
 
 
-def dashboard_command(bind: str = DEFAULT_BIND, port: int = DEFAULT_PORT) -> list[str]:
-    """The rq-dashboard command line.
-
-    The Redis URL (which may hold a password) and the credentials travel in the environment
-    (``dashboard_environment``, RQ_DASHBOARD_USERNAME / _PASSWORD), never in argv, which ``ps`` shows.
-    """
-    has_auth = bool(os.environ.get("RQ_DASHBOARD_USERNAME") and os.environ.get("RQ_DASHBOARD_PASSWORD"))
-    if not is_loopback(bind) and not has_auth:
+def check_exposure(bind: str, credentials_in_environment: bool) -> None:
+    """Raise DashboardRefused when ``bind`` reaches beyond this machine without credentials in the environment."""
+    if not is_loopback(bind) and not credentials_in_environment:
         raise DashboardRefused(
             f"refusing to serve the dashboard on {bind} without credentials: set RQ_DASHBOARD_USERNAME "
             "and RQ_DASHBOARD_PASSWORD, or bind 127.0.0.1"
         )
-    return ["rq-dashboard", "--bind", bind, "--port", str(port)]
-
-
-def dashboard_environment(redis_url: str) -> dict[str, str]:
-    """The environment to run rq-dashboard in: this one, plus the Redis URL it reads."""
-    return {**os.environ, "RQ_DASHBOARD_REDIS_URL": redis_url}

@@ -6,8 +6,10 @@ import importlib.util
 import os
 import shutil
 import socket
+import stat
 from pathlib import Path
 
+import psutil
 import psycopg
 import pytest
 import redis
@@ -136,6 +138,46 @@ def test_redis_stop_twice_is_harmless(tmp_path: Path) -> None:
     server.stop()
     server.stop()
     assert not server.running
+
+
+def test_redis_on_a_unix_socket_only(tmp_path: Path) -> None:
+    sock = tmp_path / "redis" / "redis.sock"
+    server = RedisServer(tmp_path / "redis", appendonly=True, unix_socket=sock)
+    with server:
+        assert server.url == f"unix://{sock}?db=0"
+        assert server.port is None
+        client = redis.Redis.from_url(server.url)
+        client.set("kept", "yes")
+        assert client.config_get("port") == {"port": "0"}
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o700
+        assert stat.S_IMODE((tmp_path / "redis").stat().st_mode) == 0o700
+        assert stat.S_IMODE(server.config_file.stat().st_mode) == 0o600
+        pid = server.pid
+        server.restart()
+        assert server.pid != pid and server.url == f"unix://{sock}?db=0"
+        assert client.get("kept") == b"yes"
+        client.close()
+    assert not server.running
+
+
+def test_redis_refuses_a_socket_path_longer_than_the_kernel_takes(tmp_path: Path) -> None:
+    sock = tmp_path / ("s" * (rs.MAX_UNIX_SOCKET_PATH + 1)) / "redis.sock"
+    server = RedisServer(tmp_path / "redis", unix_socket=sock)
+    with pytest.raises(RedisServerError, match="longer than 107 bytes"):
+        server.start()
+    assert not server.running
+
+
+def test_redis_with_a_password_keeps_it_off_the_command_line(tmp_path: Path) -> None:
+    with RedisServer(tmp_path, password="p@ss word") as server:
+        assert server.url == f"redis://:p%40ss%20word@127.0.0.1:{server.port}/0"
+        assert redis.Redis.from_url(server.url).ping()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=server.port).ping()
+        assert "p@ss" not in " ".join(psutil.Process(server.pid).cmdline())
+        assert 'requirepass "p@ss word"' in server.config_file.read_text()
+        server.restart()
+        assert redis.Redis.from_url(server.url).ping()
 
 
 # -- PostgreSQL -----------------------------------------------------------------------------------

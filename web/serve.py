@@ -1,0 +1,76 @@
+"""``volfefe web``: serve the web app with waitress (a threaded production WSGI server) until stopped.
+
+It listens on 127.0.0.1 unless told otherwise, and beyond this machine only with credentials set
+in the environment (``services.dashboard``). Without them it generates credentials on first start
+and shows them once on standard error. It starts whether or not Redis answers, and lives through
+Redis outages of any length (``web.redis_health``). SIGTERM stops it cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from types import FrameType
+
+import waitress
+
+from config import Settings
+from errors import VolfefeError
+from services.dashboard import DEFAULT_BIND, check_exposure
+from services.redis_connection import redis_url, safe_url
+from web import credentials as web_credentials
+from web.app import DASHBOARD_PREFIX, create_app, redis_health
+
+#: request threads of the server: a dashboard page polls several endpoints at once.
+THREADS = 8
+#: the log line format of the web process (standard error).
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+log = logging.getLogger(__name__)
+
+
+class WebServerError(VolfefeError):
+    """The web process cannot listen where it was asked to."""
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def serve(config: Settings, bind: str | None = None, port: int | None = None) -> int:
+    """Serve the web app on ``bind`` (default 127.0.0.1) and ``port`` (default ``PORT``, else 9181) until stopped.
+
+    Raises DashboardRefused for an exposed bind without credentials in the environment,
+    CredentialsError for half-set or untrustworthy credentials, WebServerError when it cannot listen.
+    """
+    bind = bind or DEFAULT_BIND
+    port = port or config.web_port
+    check_exposure(bind, credentials_in_environment=bool(config.web_username and config.web_password))
+    chosen = web_credentials.from_environment(config)
+    if chosen is None:
+        chosen, created = web_credentials.generated(config.data_dir)
+        if created:
+            print(
+                f"volfefe web: generated credentials: user {chosen.username!r}, password {chosen.password!r} "
+                f"(shown this once; kept in {web_credentials.credentials_file(config.data_dir)}, mode 0600; "
+                "set RQ_DASHBOARD_USERNAME and RQ_DASHBOARD_PASSWORD to choose your own)",
+                file=sys.stderr,
+                flush=True,
+            )
+    url = redis_url(config)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    app = create_app(url, chosen)
+    try:
+        server = waitress.create_server(app, host=bind, port=port, threads=THREADS, ident="volfefe")
+    except OSError as error:
+        raise WebServerError(f"cannot listen on {bind}:{port}: {error.strerror or error}") from None
+    if redis_health(app).problem() is None:
+        log.info("Redis answers at %s", safe_url(url))
+    log.info("serving on http://%s:%s%s/ (user %r)", bind, port, DASHBOARD_PREFIX, chosen.username)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.run()
+    finally:
+        server.close()
+    return 0
