@@ -1,6 +1,9 @@
 """Enqueue one unique classification job per unclassified content id.
 
-python enqueue.py --all | --limit N | --ids 1,2,3 [--dry-run] [--wait]
+python enqueue.py --all | --limit N | --ids 1,2,3 [--dry-run] [--wait [--timeout SECONDS]]
+
+Exit status: 0 when everything asked for was done; 1 when a job failed, the wait timed out, or a
+service failed (one line on stderr); 2 for bad arguments.
 """
 
 from __future__ import annotations
@@ -8,12 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli.errors import run_command
+from cli.errors import EXIT_FAILURE, run_command
+from cli.readonly import require_existing_database
 from config import settings
 from db.queries import contents_by_id, unclassified_ids
 from db.session import session_scope
 from jobs.progress import summarize, wait_for_jobs
-from jobs.queue import classification_queue, enqueue_ids
+from jobs.queue import enqueue_ids
 from jobs.sweep import sweep
 from services.redis_connection import connect, redis_url
 
@@ -38,6 +42,16 @@ def positive_int(value: str) -> int:
     return int(value)
 
 
+def positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds > 0")
+    return seconds
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="enqueue.py", description="Enqueue unclassified contents.")
     selection = parser.add_mutually_exclusive_group()
@@ -48,9 +62,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     selection.add_argument("--ids", type=content_ids, help="these content ids, comma-separated")
     parser.add_argument("--dry-run", action="store_true", help="list what would be enqueued; enqueue nothing")
     parser.add_argument(
-        "--wait", action="store_true", help="show progress until the jobs end, then a summary"
+        "--wait",
+        action="store_true",
+        help="show progress until the jobs end, then a summary; exit 1 if any failed",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        metavar="SECONDS",
+        help="with --wait: stop waiting after SECONDS (exit 1 if jobs are still waiting)",
+    )
+    args = parser.parse_args(argv)
+    if args.timeout is not None and not args.wait:
+        parser.error("--timeout goes with --wait")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     config = settings()
     limit = None if args.all else (args.limit or DEFAULT_LIMIT)
     if args.dry_run:
+        require_existing_database(config.database_url)  # opening a missing SQLite file would create it
         with session_scope(config.database_url) as session:
             ids = args.ids or unclassified_ids(session, limit)
             contents = contents_by_id(session, ids)
@@ -68,16 +94,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dry run: {len(ids)} contents would be enqueued", file=sys.stderr)
         return 0
     connection = connect(redis_url(config))
+    require_existing_database(config.database_url)
     if args.ids:
-        report = enqueue_ids(classification_queue(connection), args.ids)
+        report = enqueue_ids(connection, config.database_url, args.ids)
     else:
         report = sweep(connection, config.database_url, limit)
     print(report.describe())
-    if args.wait and report.job_ids:
-        elapsed = wait_for_jobs(connection, report.job_ids, show_progress=sys.stderr.isatty())
-        for line in summarize(connection, report.job_ids, elapsed).lines():
-            print(line)
-    return 0
+    if not args.wait or not report.job_ids:
+        return 0
+    sys.stdout.flush()  # the report line before the wait's messages on stderr
+    wait = wait_for_jobs(
+        connection, report.job_ids, config.queue_name, show_progress=sys.stderr.isatty(), timeout=args.timeout
+    )
+    summary = summarize(connection, config.database_url, report, wait)
+    for line in summary.lines():
+        print(line)
+    return 0 if summary.complete else EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -7,11 +7,18 @@ import sys
 from typing import TextIO
 
 from config import Settings
+from workers.model_marks import has_random_weights
 from workers.visible_text import visible_text
+
+#: the ``warning`` of every JSON line classified by a model with random weights.
+RANDOM_WEIGHTS_NOTE = "model with random weights: meaningless labels"
 
 
 def classify_lines(config: Settings, lines: TextIO, out: TextIO) -> int:
-    """Print a JSON object per input line; a line with no text gets a JSON error. Exit status 1 if any."""
+    """Print a JSON object per input line; a line with no text gets a JSON error. Exit status 1 if any.
+
+    Results of a model with random weights carry ``"warning": RANDOM_WEIGHTS_NOTE``.
+    """
     texts = [line.rstrip("\n") for line in lines]
     if not any(visible_text(text) for text in texts):
         print(json.dumps({"error": "no text to classify on standard input"}), file=out)
@@ -22,6 +29,7 @@ def classify_lines(config: Settings, lines: TextIO, out: TextIO) -> int:
     visible = [visible_text(text) for text in texts]
     to_run = [text for text in visible if text]
     predictions = iter(classifier.classify(to_run))
+    warning = {"warning": RANDOM_WEIGHTS_NOTE} if has_random_weights(classifier.model_version) else {}
     status = 0
     for text in visible:
         if not text:
@@ -34,6 +42,7 @@ def classify_lines(config: Settings, lines: TextIO, out: TextIO) -> int:
             "confidence": round(prediction.confidence, 6),
             "model_version": classifier.model_version,
             "meta": {"raw_scores": {k: round(v, 6) for k, v in prediction.raw_scores.items()}},
+            **warning,
         }
         print(json.dumps(result, ensure_ascii=False), file=out)
     return status

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -35,9 +34,13 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=1, choices=range(1, 17), metavar="N", help="worker processes"
     )
 
-    dashboard = commands.add_parser("dashboard", help="rq-dashboard on 127.0.0.1 (auth from RQ_DASHBOARD_*)")
-    dashboard.add_argument("--bind", default=None, help="address to listen on (default 127.0.0.1)")
-    dashboard.add_argument("--port", type=int, default=None)
+    web = commands.add_parser(
+        "web",
+        aliases=["dashboard"],
+        help="the web process: rq-dashboard at /rq/ behind credentials (see SECURITY.md)",
+    )
+    web.add_argument("--bind", default=None, help="address to listen on (default 127.0.0.1)")
+    web.add_argument("--port", type=int, default=None, help="port (default $PORT, else 9181)")
 
     commands.add_parser("redis-url", help="print REDIS_URL, or the embedded redis-server's (starting it)")
     commands.add_parser("redis-stop", help="stop the embedded redis-server (used when REDIS_URL is unset)")
@@ -65,21 +68,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "status":
         from cli.status import print_status
-        from services.redis_connection import redis_url
 
-        print_status(redis_url(config), config.database_url, args.json)
-        return 0
+        return print_status(config, args.json)
     if args.command == "run":
         from cli.run import SAMPLE_POSTS, run
 
         return run(config, args.file or SAMPLE_POSTS, args.workers)
-    if args.command == "dashboard":
-        from services.dashboard import DEFAULT_BIND, DEFAULT_PORT, dashboard_command, dashboard_environment
-        from services.redis_connection import redis_url
+    if args.command in ("web", "dashboard"):
+        from web.serve import serve
 
-        command = dashboard_command(args.bind or DEFAULT_BIND, args.port or DEFAULT_PORT)
-        sys.stdout.flush()
-        os.execvpe(command[0], command, dashboard_environment(redis_url(config)))
+        return serve(config, args.bind, args.port)
     if args.command == "redis-url":
         from services.redis_connection import redis_url
 

@@ -1,21 +1,26 @@
-"""``volfefe report``: totals, sentiment distribution, high-confidence count."""
+"""``volfefe report``: totals, sentiment distribution, high-confidence count. Reads only."""
 
 from __future__ import annotations
 
 import json
 
-from db.queries import content_counts, count_above, sentiment_distribution
+from cli.readonly import require_existing_database
+from db.queries import content_counts, count_above, model_versions, sentiment_distribution
 from db.session import session_scope
+from workers.model_marks import random_weight_count, random_weights_warning
 
 #: confidence above which a classification counts as high-confidence in the report.
 HIGH_CONFIDENCE = 0.9
 
 
 def build_report(database_url: str) -> dict:
+    """The report's figures; DatabaseMissing when a SQLite database does not exist (nothing is created)."""
+    require_existing_database(database_url)
     with session_scope(database_url) as session:
         counts = content_counts(session)
         distribution = sentiment_distribution(session)
         high = count_above(session, HIGH_CONFIDENCE)
+        versions = model_versions(session)
     return {
         "contents": counts.total,
         "classified": counts.classified,
@@ -24,6 +29,8 @@ def build_report(database_url: str) -> dict:
         "classifications": sum(distribution.values()),
         "sentiments": distribution,
         f"confidence_above_{HIGH_CONFIDENCE}": high,
+        "model_versions": versions,
+        "random_weight_classifications": random_weight_count(versions),
     }
 
 
@@ -38,6 +45,7 @@ def render_report(report: dict) -> str:
         share = 100 * count / total if total else 0.0
         lines.append(f"  {sentiment:<9}{count:>7}  {share:5.1f}%")
     lines.append(f"confidence above {HIGH_CONFIDENCE}: {report[f'confidence_above_{HIGH_CONFIDENCE}']}")
+    lines += random_weights_warning(report["random_weight_classifications"])
     return "\n".join(lines)
 
 

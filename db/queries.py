@@ -43,36 +43,40 @@ def contents_by_id(session: Session, ids: Iterable[int]) -> dict[int, Content]:
     return {content.id: content for content in session.scalars(select(Content).where(Content.id.in_(wanted)))}
 
 
-def classification_of(session: Session, content_id: int) -> Classification | None:
-    return session.scalar(select(Classification).where(Classification.content_id == content_id))
+@dataclass(frozen=True)
+class ContentOutcome:
+    """What the database records for one content: its classification, its skip reason, or neither."""
+
+    content_id: int
+    sentiment: str | None
+    model_version: str | None
+    skip_reason: str | None
 
 
-def classifications_by_sentiment(
-    session: Session, sentiment: str, limit: int | None = None
-) -> list[Classification]:
-    """Classifications with ``sentiment``, most confident first."""
-    if sentiment not in SENTIMENTS:
-        raise ValueError(f"sentiment must be one of {', '.join(SENTIMENTS)}, not {sentiment!r}")
-    statement = (
-        select(Classification)
-        .where(Classification.sentiment == sentiment)
-        .order_by(Classification.confidence.desc(), Classification.id)
-        .limit(limit)
+#: ids per ``IN (...)`` query: far below SQLite's and PostgreSQL's limits on bound parameters.
+IDS_PER_QUERY = 500
+
+
+def content_outcomes(session: Session, ids: Iterable[int]) -> dict[int, ContentOutcome]:
+    """The recorded outcome of each of ``ids`` that exists, by id (a missing content is absent)."""
+    wanted = list(dict.fromkeys(ids))
+    outcomes: dict[int, ContentOutcome] = {}
+    for start in range(0, len(wanted), IDS_PER_QUERY):
+        rows = session.execute(
+            select(Content.id, Classification.sentiment, Classification.model_version, Content.skip_reason)
+            .outerjoin(Classification, Classification.content_id == Content.id)
+            .where(Content.id.in_(wanted[start : start + IDS_PER_QUERY]))
+        )
+        outcomes.update({row[0]: ContentOutcome(*row) for row in rows})
+    return outcomes
+
+
+def model_versions(session: Session) -> dict[str, int]:
+    """Classifications per ``model_version``."""
+    rows = session.execute(
+        select(Classification.model_version, func.count()).group_by(Classification.model_version)
     )
-    return list(session.scalars(statement))
-
-
-def high_confidence(
-    session: Session, threshold: float = 0.9, limit: int | None = None
-) -> list[Classification]:
-    """Classifications whose confidence is above ``threshold``, most confident first."""
-    statement = (
-        select(Classification)
-        .where(Classification.confidence > threshold)
-        .order_by(Classification.confidence.desc(), Classification.id)
-        .limit(limit)
-    )
-    return list(session.scalars(statement))
+    return {version: count for version, count in rows}
 
 
 def count_above(session: Session, threshold: float) -> int:

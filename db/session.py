@@ -10,10 +10,6 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
-class DatabaseUnavailable(RuntimeError):
-    """The database cannot be reached or opened."""
-
-
 @cache
 def engine_for(url: str) -> Engine:
     """The process-wide engine for ``url`` (pool_pre_ping so a restarted server is survived)."""
@@ -45,7 +41,11 @@ def session_scope(url: str) -> Iterator[Session]:
 
 
 def describe(url: str) -> str:
-    """The URL without its password, for messages."""
+    """A database URL with its password as ``***``, for messages; an unparsable URL as ``DATABASE_URL``."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
-    return make_url(url).render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "DATABASE_URL (not a database URL)"

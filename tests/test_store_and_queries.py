@@ -139,7 +139,7 @@ def test_deleting_a_content_deletes_its_classification(migrated_db: str) -> None
         session.execute(delete(Content).where(Content.id == first))
     with session_scope(migrated_db) as session:
         assert session.scalar(select(func.count()).select_from(Classification)) == 1
-        assert queries.classification_of(session, second) is not None
+        assert session.scalar(select(Classification.content_id)) == second
 
 
 def test_source_and_external_id_are_unique(migrated_db: str) -> None:
@@ -182,16 +182,38 @@ def test_contents_by_id(migrated_db: str) -> None:
         assert queries.contents_by_id(session, iter([ids[1]])).keys() == {ids[1]}
 
 
-def test_classification_of(migrated_db: str) -> None:
-    first, second = add_contents(migrated_db, 2)
-    classify(migrated_db, first, "negative", 0.8)
+def test_content_outcomes(migrated_db: str) -> None:
+    classified, skipped, waiting = add_contents(migrated_db, 3)
+    classify(migrated_db, classified, "negative", 0.8, "m+random-weights+fp32")
     with session_scope(migrated_db) as session:
-        found = queries.classification_of(session, first)
-        assert found is not None
-        assert (found.content_id, found.sentiment, found.confidence) == (first, "negative", 0.8)
-        assert found.meta["raw_scores"] == SCORES
-        assert queries.classification_of(session, second) is None
-        assert queries.classification_of(session, 99999) is None
+        record_skip(session, skipped, "no_text_to_classify")
+    with session_scope(migrated_db) as session:
+        found = queries.content_outcomes(session, [waiting, 99999, classified, skipped, classified])
+    assert found == {
+        classified: queries.ContentOutcome(classified, "negative", "m+random-weights+fp32", None),
+        skipped: queries.ContentOutcome(skipped, None, None, "no_text_to_classify"),
+        waiting: queries.ContentOutcome(waiting, None, None, None),
+    }
+    (row,) = classification_rows(migrated_db, classified)
+    assert row.meta["raw_scores"] == SCORES
+
+
+def test_content_outcomes_of_more_ids_than_one_query_takes(migrated_db: str) -> None:
+    ids = add_contents(migrated_db, queries.IDS_PER_QUERY + 3)
+    classify(migrated_db, ids[-1], "positive", 0.6)
+    with session_scope(migrated_db) as session:
+        found = queries.content_outcomes(session, ids)
+    assert sorted(found) == sorted(ids)
+    assert found[ids[-1]].sentiment == "positive"
+
+
+def test_model_versions(migrated_db: str) -> None:
+    ids = add_contents(migrated_db, 3)
+    classify(migrated_db, ids[0], "positive", 0.6, "a+fp32")
+    classify(migrated_db, ids[1], "positive", 0.6, "b+random-weights+bf16")
+    classify(migrated_db, ids[2], "neutral", 0.6, "a+fp32")
+    with session_scope(migrated_db) as session:
+        assert queries.model_versions(session) == {"a+fp32": 2, "b+random-weights+bf16": 1}
 
 
 def _classify_many(url: str, values: list[tuple[str, float]]) -> list[int]:
@@ -201,36 +223,13 @@ def _classify_many(url: str, values: list[tuple[str, float]]) -> list[int]:
     return ids
 
 
-def test_classifications_by_sentiment(migrated_db: str) -> None:
-    ids = _classify_many(
-        migrated_db,
-        [("positive", 0.6), ("negative", 0.99), ("positive", 0.95), ("positive", 0.6), ("neutral", 0.7)],
-    )
-    with session_scope(migrated_db) as session:
-        positive = queries.classifications_by_sentiment(session, "positive")
-        # Most confident first; ties in id order.
-        assert [row.content_id for row in positive] == [ids[2], ids[0], ids[3]]
-        assert [row.content_id for row in queries.classifications_by_sentiment(session, "positive", 2)] == [
-            ids[2],
-            ids[0],
-        ]
-        assert [row.content_id for row in queries.classifications_by_sentiment(session, "negative")] == [
-            ids[1]
-        ]
-        with pytest.raises(ValueError, match="bullish"):
-            queries.classifications_by_sentiment(session, "bullish")
-
-
-def test_high_confidence_and_count_above(migrated_db: str) -> None:
-    ids = _classify_many(
+def test_count_above(migrated_db: str) -> None:
+    _classify_many(
         migrated_db,
         [("positive", 0.9), ("negative", 0.95), ("neutral", 0.5), ("positive", 1.0), ("negative", 0.91)],
     )
     with session_scope(migrated_db) as session:
-        # Strictly above the threshold: 0.9 itself is not included.
-        assert [row.content_id for row in queries.high_confidence(session)] == [ids[3], ids[1], ids[4]]
-        assert [row.content_id for row in queries.high_confidence(session, 0.92, limit=1)] == [ids[3]]
-        assert queries.high_confidence(session, 1.0) == []
+        # Strictly above the threshold: 0.9 itself is not counted.
         assert queries.count_above(session, 0.9) == 3
         assert queries.count_above(session, 0.0) == 5
         assert queries.count_above(session, 1.0) == 0
@@ -266,4 +265,4 @@ def test_record_skip(migrated_db: str) -> None:
         assert session.get(Content, skipped).skip_reason == "no_text_to_classify"
         assert session.get(Content, skipped).classified is False
         assert session.get(Content, other).skip_reason is None
-        assert queries.classification_of(session, skipped) is None
+    assert classification_rows(migrated_db, skipped) == []

@@ -2,6 +2,8 @@
 
 Tests use a tiny one; the benchmark uses a FinBERT-shaped one (same architecture and cost per
 token as yiyanghkust/finbert-tone, meaningless labels). Both load through the product's own code.
+Each is marked as random in its config.json (``workers.model_marks.RANDOM_WEIGHTS_KEY``), so that
+everything it classifies is recorded, and reported, as coming from a model with random weights.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+from workers.model_marks import RANDOM_WEIGHTS_KEY
 
 #: a tiny BERT: fast to build and run, same code path as the real model.
 TINY_CONFIG: dict[str, Any] = {
@@ -114,7 +118,10 @@ def tiny_vocab() -> dict[str, int]:
 def build_random_model(
     target: Path, config: dict[str, Any], vocab: dict[str, int] | Path, seed: int = 0
 ) -> Path:
-    """Save a BertForSequenceClassification with random weights and a WordPiece tokenizer to ``target``."""
+    """Save a BertForSequenceClassification with random weights and a WordPiece tokenizer to ``target``.
+
+    Its config.json carries ``RANDOM_WEIGHTS_KEY: true``.
+    """
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
@@ -122,6 +129,7 @@ def build_random_model(
     tokenizer = BertTokenizer(vocab=vocab_arg, do_lower_case=True)
     settings = {key: value for key, value in config.items() if key not in {"architectures", "_name_or_path"}}
     settings["vocab_size"] = max(settings.get("vocab_size", 0), len(tokenizer))
+    settings[RANDOM_WEIGHTS_KEY] = True
     torch.manual_seed(seed)
     model = BertForSequenceClassification(BertConfig(**settings))
     model.eval()
