@@ -105,6 +105,24 @@ def _non_negative_float(environ: Mapping[str, str], name: str, default: float) -
     return value
 
 
+def _database_url(environ: Mapping[str, str]) -> str:
+    """DATABASE_URL, checked to be a SQLAlchemy URL of a database this project supports."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    url = environ.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise ConfigError(
+            "DATABASE_URL is not a database URL: use sqlite:///path/to/file.db or "
+            "postgresql+psycopg://user:password@host/dbname"
+        ) from None
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(f"DATABASE_URL names a {backend} database: use SQLite or PostgreSQL")
+    return url
+
+
 def _queue_name(environ: Mapping[str, str]) -> str:
     name = environ.get("VOLFEFE_QUEUE", "").strip() or DEFAULT_QUEUE_NAME
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
@@ -134,7 +152,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     labels = tuple(label.strip().lower() for label in labels_raw.split(",")) if labels_raw else None
     processes = _positive_int(environ, "WORKER_PROCESSES", 1)
     return Settings(
-        database_url=environ.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
+        database_url=_database_url(environ),
         redis_url=environ.get("REDIS_URL", "").strip() or None,
         model=environ.get("FINBERT_MODEL", "").strip() or DEFAULT_MODEL,
         precision=precision,

@@ -24,6 +24,14 @@ def _parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="sentiment distribution and totals")
     report.add_argument("--json", action="store_true")
+    report.add_argument(
+        "--uncertain",
+        type=int,
+        nargs="?",
+        const=50,
+        metavar="N",
+        help="list the N classifications the model was least sure of (default 50)",
+    )
 
     status = commands.add_parser("status", help="queue counts by state, workers, database counts")
     status.add_argument("--json", action="store_true")
@@ -62,9 +70,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return classify_main(config)
     if args.command == "report":
-        from cli.report import print_report
+        from cli.report import print_report, print_uncertain
 
-        print_report(config.database_url, args.json)
+        if args.uncertain is not None:
+            print_uncertain(config.database_url, args.uncertain, args.json)
+        else:
+            print_report(config.database_url, args.json)
         return 0
     if args.command == "status":
         from cli.status import print_status

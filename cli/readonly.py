@@ -37,12 +37,6 @@ def running_redis_url(config: Settings) -> str | None:
     """``REDIS_URL`` when set, else the embedded server's URL if it is running now (never starts it)."""
     if config.redis_url:
         return config.redis_url
-    from services.redis_connection import embedded_redis_running
+    from services.redis_connection import running_embedded_url
 
-    if not embedded_redis_running(config.data_dir):
-        return None
-    url_file = (config.data_dir / "redis" / "url").resolve()
-    try:
-        return url_file.read_text().strip() or None
-    except OSError:
-        return None  # stopped between the two reads
+    return running_embedded_url(config.data_dir)

@@ -100,3 +100,32 @@ def content_counts(session: Session) -> ContentCounts:
         ).select_from(Content)
     ).one()
     return ContentCounts(total=total, classified=classified, skipped=skipped)
+
+
+def margin_of():
+    """SQL for a classification's margin between its two best scores (its audit's ``quality.margin``)."""
+    return Classification.meta["quality"]["margin"].as_float()
+
+
+def count_below_margin(session: Session, threshold: float) -> tuple[int, int]:
+    """(classifications whose margin is below ``threshold``, classifications with an audited margin)."""
+    margin = margin_of()
+    uncertain, audited = session.execute(
+        select(func.count().filter(margin < threshold), func.count(margin))
+    ).one()
+    return uncertain or 0, audited or 0
+
+
+def uncertain_classifications(
+    session: Session, threshold: float, limit: int | None = 50
+) -> list[tuple[Classification, Content]]:
+    """The classifications the model was least sure of (margin below ``threshold``), least sure first."""
+    margin = margin_of()
+    statement = (
+        select(Classification, Content)
+        .join(Content, Content.id == Classification.content_id)
+        .where(margin < threshold)
+        .order_by(margin, Classification.id)
+        .limit(limit)
+    )
+    return [(classification, content) for classification, content in session.execute(statement)]

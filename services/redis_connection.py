@@ -240,5 +240,10 @@ def redis_url(config: Settings) -> str:
 
 def embedded_redis_running(data_dir: Path) -> bool:
     """True when the embedded redis-server answers at the URL in its url file."""
+    return running_embedded_url(data_dir) is not None
+
+
+def running_embedded_url(data_dir: Path) -> str | None:
+    """The embedded redis-server's URL if it is running now, else None; never starts it."""
     url = _read_url(_embedded_dir(data_dir).resolve())
-    return url is not None and _answers(url)
+    return url if url is not None and _answers(url) else None

@@ -126,3 +126,21 @@ def test_settings_reads_the_environment_once(monkeypatch: pytest.MonkeyPatch) ->
 def test_batch_wait_must_be_finite(raw: str) -> None:
     with pytest.raises(ConfigError, match="FINBERT_BATCH_WAIT_MS"):
         load_settings({"FINBERT_BATCH_WAIT_MS": raw})
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [("garbage", "not a database URL"), ("mysql://user@host/db", "mysql"), ("sqlite", "not a database URL")],
+)
+def test_database_url_must_be_a_sqlite_or_postgresql_url(url: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says) as caught:
+        load_settings({"DATABASE_URL": url})
+    assert "\n" not in str(caught.value)
+
+
+def test_database_and_redis_urls_stay_out_of_repr() -> None:
+    settings = load_settings(
+        {"DATABASE_URL": "postgresql+psycopg://u:secret-db@h/d", "REDIS_URL": "redis://:secret-redis@h/0"}
+    )
+    assert "secret" not in repr(settings)
+    assert settings.database_url.endswith("@h/d")
