@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select
 from sqlalchemy.orm import Session
 
 from db.models import SENTIMENTS, Classification, Content
@@ -27,7 +27,7 @@ def unclassified_ids(session: Session, limit: int | None = None) -> list[int]:
     """Ids of contents not yet classified nor skipped for good, oldest first."""
     statement = (
         select(Content.id)
-        .where(Content.classified.is_(False), Content.skip_reason.is_(None))
+        .where(Content.classified == false(), Content.skip_reason.is_(None))
         .order_by(Content.id)
     )
     if limit is not None:
