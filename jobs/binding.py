@@ -47,12 +47,8 @@ def binding_of(connection: Redis, queue_name: str) -> Binding | None:
 def _activity(connection: Redis, queue_name: str, database_id: str) -> tuple[int, int]:
     """(jobs waiting, running or scheduled on the queue; live workers of ours serving ``database_id``)."""
     queue = Queue(queue_name, connection=connection)
-    with connection.pipeline(transaction=False) as pipeline:
-        pipeline.llen(queue.key)
-        pipeline.zcard(queue.started_job_registry.key)
-        pipeline.zcard(queue.scheduled_job_registry.key)
-        pipeline.zcard(queue.deferred_job_registry.key)
-        jobs = sum(pipeline.execute())
+    registries = (queue.started_job_registry, queue.scheduled_job_registry, queue.deferred_job_registry)
+    jobs = queue.count + sum(registry.get_job_count(cleanup=False) for registry in registries)
     workers = sum(
         1 for key in Worker.all_keys(connection=connection, queue=queue)
         if worker_database(connection, key) == database_id

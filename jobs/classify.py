@@ -42,6 +42,8 @@ from jobs.registry import check_classify_arguments
 from workers.visible_text import visible_text
 
 if TYPE_CHECKING:
+    from rq.job import Job
+
     from workers.classifier import Prediction
 
 #: the inference engine (FINBERT_ENGINE will choose among others).
@@ -64,12 +66,12 @@ def classify_content(content_id: int, database_id: str) -> dict[str, Any]:
     Skips return normally and are never retried; the post's own failure raises ClassificationFailed
     and the infrastructure's InfrastructureUnavailable (the worker returns that job to the queue).
     """
-    problem = check_classify_arguments([content_id, database_id], {})
-    if problem:
-        raise JobRefused(problem)
     from rq import get_current_job
 
     job = get_current_job()
+    problem = check_classify_arguments([content_id, database_id], {})
+    if problem:
+        raise _refused(job, problem)
     request = (content_id, database_id)
     attempts = {request: (job.number_of_retries or 0) + 1} if job is not None else None
     try:
@@ -81,8 +83,16 @@ def classify_content(content_id: int, database_id: str) -> dict[str, Any]:
     if outcome.status == FAILED:
         raise ClassificationFailed(outcome.error or "failed")
     if outcome.status == REFUSED:
-        raise JobRefused(outcome.error or WRONG_DATABASE)
+        raise _refused(job, outcome.error or WRONG_DATABASE)
     return outcome.as_result()
+
+
+def _refused(job: Job | None, reason: str) -> JobRefused:
+    """JobRefused for ``reason``, the running RQ job's retries taken away first: RQ retries any exception
+    while ``retries_left`` lasts (``BaseWorker.handle_job_failure``), and no retry changes what is wrong."""
+    if job is not None:
+        job.retries_left = 0
+    return JobRefused(reason)
 
 
 def _skip_reason(content: Content | None, text: str) -> str | None:

@@ -57,7 +57,7 @@ def is_infrastructure_failure(error: BaseException) -> bool:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, InfrastructureUnavailable | _INFRASTRUCTURE_TYPES):
+        if isinstance(current, (InfrastructureUnavailable, *_INFRASTRUCTURE_TYPES)):
             return True
         if isinstance(current, OperationalError) and _database_outage(current):
             return True

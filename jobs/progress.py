@@ -25,6 +25,7 @@ from db.queries import content_outcomes
 from db.session import session_scope
 from jobs.outcomes import CONTENT_NOT_FOUND
 from jobs.queue import SERIALIZER, EnqueueReport
+from jobs.rq_seam import job_statuses
 from workers.model_marks import has_random_weights, random_weights_warning
 
 #: seconds between two looks at the jobs' statuses.
@@ -53,16 +54,9 @@ class WaitResult:
     timed_out_after: float | None = None
 
 
-def _statuses(connection: Redis, job_ids: Sequence[str]) -> list[str | None]:
-    with connection.pipeline(transaction=False) as pipeline:
-        for job_id in job_ids:
-            pipeline.hget(Job.key_for(job_id), "status")
-        return [status.decode() if status else None for status in pipeline.execute()]
-
-
 def _still_running(connection: Redis, job_ids: Sequence[str]) -> list[str]:
     """The jobs among ``job_ids`` that have not ended (a job gone from Redis has ended)."""
-    statuses = _statuses(connection, job_ids)
+    statuses = job_statuses(connection, job_ids)
     return [
         job_id for job_id, status in zip(job_ids, statuses, strict=True) if status and status not in _ENDED
     ]

@@ -23,7 +23,7 @@ from db.identity import database_id as identity_of
 from db.session import describe
 from jobs.binding import bind_queue
 from jobs.registry import CLASSIFY_FUNCTION, refusal
-from jobs.rq_seam import delete_if_failed, enqueue_unique, latest_failure
+from jobs.rq_seam import delete_if_failed, enqueue_unique, job_statuses, latest_failure
 
 #: the default queue (``VOLFEFE_QUEUE`` names another).
 QUEUE_NAME = DEFAULT_QUEUE_NAME
@@ -49,6 +49,9 @@ SHORT_COOL_DOWN = 10 * 60
 POST_FAILURE_COOL_DOWN = FAILURE_TTL
 #: the exception a job raises for a failure of the post itself (jobs.classify.ClassificationFailed).
 POST_FAILURE_MARKER = "ClassificationFailed"
+#: the exception the job itself raises when it must not run here (jobs.classify.JobRefused): run by
+#: RQ's own worker, a refused job's failure reads ``jobs.classify.JobRefused: ...``, not ``refused: ...``.
+REFUSED_MARKER = "JobRefused"
 
 #: ids per pipelined round trip when enqueueing.
 ENQUEUE_CHUNK = 1000
@@ -149,10 +152,7 @@ def _new_job(queue: Queue, content_id: int, identity: str) -> Job:
 
 def _statuses(queue: Queue, content_ids: list[int], identity: str) -> list[str | None]:
     """The status of each content's job (None: no job), in one round trip."""
-    with queue.connection.pipeline(transaction=False) as pipeline:
-        for content_id in content_ids:
-            pipeline.hget(Job.key_for(job_id_for(content_id, identity)), "status")
-        return [status.decode() if status else None for status in pipeline.execute()]
+    return job_statuses(queue.connection, [job_id_for(content_id, identity) for content_id in content_ids])
 
 
 def _enqueue_chunk(queue: Queue, content_ids: list[int], identity: str, report: EnqueueReport) -> None:
@@ -214,7 +214,7 @@ def failure_cool_down(job: Job) -> int:
     if refusal(job) is not None or job.func_name != JOB_FUNCTION:
         return 0
     last = latest_failure(job)
-    if last.startswith("refused:"):
+    if last.startswith("refused:") or REFUSED_MARKER in last.split(":", 1)[0]:
         return 0
     return POST_FAILURE_COOL_DOWN if POST_FAILURE_MARKER in last.split(":", 1)[0] else SHORT_COOL_DOWN
 

@@ -19,6 +19,9 @@ CLASSIFY_FUNCTION = "jobs.classify.classify_content"
 SWEEP_FUNCTION = "jobs.sweep.scheduled_sweep"
 #: a database identity as ``volfefe db upgrade`` makes it (hex digits).
 DATABASE_ID = re.compile(r"[0-9a-f]{6,32}")
+#: the largest content id: ``contents.id`` is a 32-bit INTEGER on PostgreSQL, and a larger id in a
+#: job would fail the whole batch's read (then run each of its jobs alone).
+MAX_CONTENT_ID = 2**31 - 1
 
 ArgumentCheck = Callable[[list, dict], str | None]
 
@@ -30,6 +33,8 @@ def check_classify_arguments(args: list, kwargs: dict) -> str | None:
     content_id, database_id = args
     if type(content_id) is not int or content_id < 1:
         return f"content id {content_id!r} is not a whole number >= 1"
+    if content_id > MAX_CONTENT_ID:
+        return f"content id {content_id} is beyond any content's (at most {MAX_CONTENT_ID})"
     if not isinstance(database_id, str) or not DATABASE_ID.fullmatch(database_id):
         return f"database id {str(database_id)[:40]!r} is not a database identity"
     return None
@@ -60,6 +65,8 @@ def refusal(job: Job, registered: Mapping[str, ArgumentCheck] = REGISTERED_JOBS)
         return f"callback {foreign[0][:120]!r} is not a job of this project"
     if job.webhooks:
         return "jobs of this project have no webhooks"
+    if job.instance is not None:
+        return f"{function}: jobs of this project call functions, not methods of an object"
     problem = check(args, kwargs)
     return f"{function}: {problem}" if problem else None
 

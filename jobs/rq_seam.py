@@ -31,20 +31,29 @@ WORKER_DATABASE_FIELD = "volfefe_database"
 
 
 def job_payload(job: Job) -> tuple[str, list, dict] | None:
-    """(function name, args, kwargs) of ``job``, or None when its data cannot be read with its serializer.
+    """(function name, args, kwargs) of ``job``, or None when its data cannot be read with its serializer
+    or is not of a job's shape (args a list, kwargs a mapping).
 
     Mirrors ``Job._deserialize_data``: RQ reads the payload lazily and raises ``DeserializationError``
     from whatever property touches it first; reading it here, once, lets a worker refuse such a job
     instead of crashing on it.
     """
     try:
-        return job.func_name, list(job.args), dict(job.kwargs)
+        function, args, kwargs = job.func_name, job.args, job.kwargs
     except (DeserializationError, TypeError, ValueError):
         return None
+    if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
+        return None  # RQ would call function(*args, **kwargs): not the shape of a job
+    return function, list(args), dict(kwargs)
 
 
 def callback_names(job: Job) -> list[str]:
-    """The functions a job names besides its own (success, failure and stopped callbacks)."""
+    """The functions a job names besides its own (success, failure and stopped callbacks).
+
+    Reads the names ``Job.restore`` keeps in ``_success_callback_name``, ``_failure_callback_name`` and
+    ``_stopped_callback_name`` (RQ 3.0): the public ``success_callback`` (and the others) import the
+    function they name, which must not happen before the name is checked.
+    """
     names = (job._success_callback_name, job._failure_callback_name, job._stopped_callback_name)
     return [name for name in names if isinstance(name, str) and name]
 
@@ -53,6 +62,16 @@ def needs_rq_success_path(job: Job) -> bool:
     """Whether finishing ``job`` needs more than the batch path mirrors: callbacks, repeats, a rate limit
     or webhooks (``BaseWorker._finalize_success`` / ``handle_job_success`` in RQ 3.0)."""
     return bool(callback_names(job) or job.repeats_left or job.rate_limit_key or job.webhooks)
+
+
+def stop_requested(worker: BaseWorker) -> bool:
+    """Whether a warm shutdown was requested while the worker was busy (SIGTERM, SIGINT, ``rq``'s
+    shutdown command).
+
+    Reads the flag ``BaseWorker._shutdown`` sets and ``BaseWorker.work`` checks between two jobs (RQ 3.0
+    has no public accessor); a batch checks it between two of its steps.
+    """
+    return bool(worker._stop_requested)
 
 
 def start_executions(
@@ -82,7 +101,11 @@ def start_executions(
 def heartbeat_executions(
     worker: BaseWorker, jobs: Iterable[tuple[Job, Execution]], heartbeat_ttl: int
 ) -> None:
-    """Extend the started-registry entries of jobs waiting in a batch (``Execution.heartbeat``)."""
+    """Extend the started-registry entries of jobs waiting in a batch, in one round trip.
+
+    Mirrors the execution part of ``BaseWorker.maintain_heartbeats`` (RQ 3.0): ``Execution.heartbeat``
+    for each job, so that RQ's maintenance does not take a job still waiting its turn as abandoned.
+    """
     with worker.connection.pipeline() as pipeline:
         for job, execution in jobs:
             execution.heartbeat(job.started_job_registry, heartbeat_ttl, pipeline=pipeline)
@@ -124,7 +147,12 @@ def finish_successes(
 def finish_with_dependents(
     worker: BaseWorker, job: Job, queue: Queue, execution: Execution, result: object
 ) -> None:
-    """A success whose job others depend on goes through RQ's own ``handle_job_success``."""
+    """A success whose job others depend on goes through RQ's own ``handle_job_success``.
+
+    Mirrors what ``BaseWorker._finalize_success`` (RQ 3.0) sets before it calls
+    ``handle_job_success``: the end time, ``job._result`` (which ``Job._handle_success`` stores) and the
+    FINISHED status; RQ then moves the dependents to ready and enqueues them.
+    """
     job.ended_at = now()
     job._result = result
     job._status = JobStatus.FINISHED
@@ -176,11 +204,17 @@ def hand_back(worker: BaseWorker, jobs: Sequence[tuple[Job, Queue, Execution | N
 
 
 def record_worker_database(worker: BaseWorker, database_id: str) -> None:
-    """Note in the worker's own hash which database it serves; it expires with the worker's key."""
+    """Note in the worker's own hash which database it serves; it expires with the worker's key.
+
+    A field of ours in RQ's worker hash (``BaseWorker.key``): RQ 3.0 reads only its own fields
+    (``BaseWorker.refresh``) and deletes the hash when the worker registers (``register_birth``), so
+    this is written after ``bootstrap`` and again with each heartbeat.
+    """
     worker.connection.hset(worker.key, WORKER_DATABASE_FIELD, database_id)
 
 
 def worker_database(connection: Redis, worker_key: str) -> str | None:
+    """The database a live worker serves (``record_worker_database``), None for any other worker."""
     value = connection.hget(worker_key, WORKER_DATABASE_FIELD)
     return value.decode() if value else None
 
@@ -212,7 +246,11 @@ def release_dead_scheduler_lock(worker: BaseWorker, queue_name: str, stale_after
 
 
 def latest_failure(job: Job) -> str:
-    """The last line of the job's latest failure (its exception and message), or ''."""
+    """The last line of the job's latest failure (its exception and message), or ''.
+
+    RQ's documented API (``Job.latest_result``, ``Result.exc_string``); here beside the rest so that
+    what reads a failure reads it one way.
+    """
     result = job.latest_result()
     if result is None or result.type != Result.Type.FAILED:
         return ""
@@ -263,3 +301,15 @@ def enqueue_unique(queue: Queue, jobs: Sequence[Job]) -> list[bool]:
             )
         replies = pipeline.execute()[1:]
     return [reply == 1 for reply in replies]
+
+
+def job_statuses(connection: Redis, job_ids: Sequence[str]) -> list[str | None]:
+    """The status of each job (None when it does not exist), in one round trip.
+
+    Mirrors ``Job.get_status(refresh=True)`` (RQ 3.0: the ``status`` field of the job's hash) for many
+    jobs at once; ``Job.fetch_many`` would read and decode every field of every job.
+    """
+    with connection.pipeline(transaction=False) as pipeline:
+        for job_id in job_ids:
+            pipeline.hget(Job.key_for(job_id), "status")
+        return [status.decode() if status else None for status in pipeline.execute()]

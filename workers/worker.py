@@ -5,11 +5,12 @@ waiting or arrive within ``FINBERT_BATCH_WAIT_MS``) and marks them all started. 
 - a job this project does not run (another function, a callback or webhook, a payload that is not
   JSON of the expected shape, a job of another database) is refused: failed at once, unrun, with a
   one-line reason;
-- the classification jobs are classified together (one read, forward passes of ``FINBERT_BATCH_SIZE``
-  texts sorted by length, one write) and their successes recorded in one Redis round trip with the
-  calls RQ's success path makes (``jobs.rq_seam``);
-- a job whose post failed on its own, a registered job of another kind, and one with features the
-  batch path does not mirror (dependents aside) run alone through RQ's own ``perform_job``;
+- the rest runs in queue order, as RQ would run it: each run of consecutive classification jobs is
+  classified together (one read, forward passes of ``FINBERT_BATCH_SIZE`` texts sorted by length, one
+  write) and its successes recorded in one Redis round trip with the calls RQ's success path makes
+  (``jobs.rq_seam``); a job whose post failed on its own, a registered job of another kind, and one
+  with features the batch path does not mirror (dependents aside) run alone through RQ's own
+  ``perform_job``; a warm shutdown ends the batch between two of these steps, and hands back the rest;
 - when the database or its disk fails, the batch's jobs go back to the queue unrun, without using an
   attempt, and the worker takes no job until a probe of the database passes (``workers.outage``).
 Redis connection errors are retried for as long as Redis is away.
@@ -37,7 +38,7 @@ from jobs.failures import InfrastructureUnavailable, is_infrastructure_failure
 from jobs.outcomes import FAILED, REFUSED
 from jobs.queue import JOB_TIMEOUT
 from jobs.registry import CLASSIFY_FUNCTION, REGISTERED_JOBS, arguments, refusal
-from workers.outage import DatabaseOutage, PatientRetry
+from workers.outage import DatabaseOutage, PatientRetry, postpone_maintenance
 
 #: seconds between maintenance passes (abandoned-job recovery); RQ's default is 600.
 MAINTENANCE_INTERVAL = 10
@@ -63,6 +64,10 @@ START_FAILURE_MEMORY = 300
 START_FAILURES_KEY = "volfefe:start-failures:{host}"
 
 
+def _as_list(queues) -> list:
+    return list(queues) if isinstance(queues, list | tuple) else [queues]
+
+
 @dataclass
 class _Taken:
     """A job of the current batch: taken from the queue, marked started, not finished yet."""
@@ -70,6 +75,8 @@ class _Taken:
     job: Job
     queue: Queue
     execution: Execution
+    #: classified with the other plain classification jobs next to it (False: run alone by RQ's path).
+    plain: bool = False
 
 
 class FinbertWorker(SimpleWorker):
@@ -78,22 +85,16 @@ class FinbertWorker(SimpleWorker):
     #: the functions this worker runs, with their argument checks (a test subclass may add its own).
     registered_jobs = REGISTERED_JOBS
 
-    def __init__(self, *args, config: Settings | None = None, **kwargs) -> None:
+    def __init__(self, queues, *args, config: Settings | None = None, **kwargs) -> None:
         kwargs["serializer"] = JSONSerializer  # whatever `rq worker -S` says: payloads carry data, not code
-        super().__init__(*args, **kwargs)
+        # The CLI builds its queues with its own serializer: given their names, RQ builds ours with JSON.
+        names = [queue.name if isinstance(queue, Queue) else queue for queue in _as_list(queues)]
+        super().__init__(names, *args, **kwargs)
         try:
             self.config = config or settings()
         except ConfigError as error:  # before logging is set up: one line, no traceback
             print(f"rq worker: error: {error}", file=sys.stderr)
             raise SystemExit(1) from None
-        # The CLI builds its queues with its own serializer: ours read and write JSON.
-        self.queues = [
-            Queue(
-                queue.name, connection=self.connection, job_class=self.job_class, serializer=self.serializer
-            )
-            for queue in self.queues
-        ]
-        self._ordered_queues = self.queues[:]
         self.maintenance_interval = min(self.maintenance_interval, MAINTENANCE_INTERVAL)
         # The scheduler process copies these connection settings, so it rides out outages too.
         self.connection.set_retry(PatientRetry(lambda: self.name))
@@ -147,6 +148,9 @@ class FinbertWorker(SimpleWorker):
         from workers.classifier import ModelLoadError
         from workers.warm import warm_classifier
 
+        # When Redis returns from an outage, abandoned-job recovery waits until the live workers have
+        # reconnected and finished their jobs (whose heartbeats expired meanwhile).
+        self.connection.set_retry(PatientRetry(lambda: self.name, on_back=postpone_maintenance(self)))
         if self.queue_names() != [self.config.queue_name]:
             self._exit_at_start(
                 f"this worker listens on {', '.join(self.queue_names())} but this database's queue is "
@@ -226,7 +230,7 @@ class FinbertWorker(SimpleWorker):
     def _wait_out_outage(self) -> bool:
         """Take no job while the database is unavailable; False when a stop was requested meanwhile."""
         while self._outage.active:
-            if self._stop_requested:
+            if rq_seam.stop_requested(self):
                 return False
             if self._outage.due() and self._outage.try_end(self.name):
                 break
@@ -240,7 +244,7 @@ class FinbertWorker(SimpleWorker):
         deadline = time.monotonic() + self.config.batch_wait_ms / 1000
         while len(taken) < wanted:
             result = self.queue_class.dequeue_any(
-                self._ordered_queues,
+                self.queues,  # one queue: the database's (checked at start)
                 None,
                 connection=self.connection,
                 job_class=self.job_class,
@@ -249,7 +253,7 @@ class FinbertWorker(SimpleWorker):
             )
             if result is not None:
                 taken.append(result)
-            elif time.monotonic() < deadline and not self._stop_requested:
+            elif time.monotonic() < deadline and not rq_seam.stop_requested(self):
                 time.sleep(0.0005)
             else:
                 break
@@ -278,28 +282,35 @@ class FinbertWorker(SimpleWorker):
             self.set_state(WorkerStatus.IDLE)
 
     def _run_batch(self) -> None:
-        plain: list[_Taken] = []
-        alone: list[_Taken] = []
+        """Run the batch in queue order, as RQ would run its jobs one by one: a job this worker does not
+        run is refused; each run of consecutive plain classification jobs is classified together; any
+        other job (and a post that failed in its run) runs alone through RQ's ``perform_job``. A stop
+        or an outage ends the batch between two of these steps; what is left goes back to the queue."""
+        accepted: list[_Taken] = []
         for taken in self._batch:
             reason = refusal(taken.job, self.registered_jobs)
             if reason is not None:
                 self._refuse(taken, reason)
-            elif taken.job.func_name == CLASSIFY_FUNCTION and not rq_seam.needs_rq_success_path(taken.job):
-                plain.append(taken)
-            else:
-                alone.append(taken)
-        self._batch = plain + alone
-        if plain:
+                continue
+            job = taken.job
+            taken.plain = job.func_name == CLASSIFY_FUNCTION and not rq_seam.needs_rq_success_path(job)
+            accepted.append(taken)
+        self._batch = accepted
+        while self._batch and not rq_seam.stop_requested(self) and not self._outage.active:
+            self._refresh_waiting_heartbeats()
+            if not self._batch[0].plain:
+                taken = self._batch.pop(0)
+                self.perform_job(taken.job, taken.queue, taken.execution)
+                continue
+            run = next((i for i, taken in enumerate(self._batch) if not taken.plain), len(self._batch))
             try:
-                alone = self._classify_batch(plain) + alone
+                failed = self._classify_batch(self._batch[:run])
             except InfrastructureUnavailable as error:
                 self._hand_back_batch(error)
                 return
-        self._batch = alone
-        while self._batch and not self._stop_requested and not self._outage.active:
-            taken = self._batch.pop(0)
-            self._refresh_waiting_heartbeats()
-            self.perform_job(taken.job, taken.queue, taken.execution)
+            for taken in failed:
+                taken.plain = False
+            self._batch = failed + self._batch[run:]
         if self._outage.active and self._batch:
             self._hand_back_batch(None)
 
@@ -307,7 +318,14 @@ class FinbertWorker(SimpleWorker):
         """Classify the batch's plain classification jobs and finish them; return those to run alone."""
         from jobs.classify import classify_contents
 
-        by_request = {tuple(arguments(taken.job)): taken for taken in plain}
+        by_request: dict[tuple, _Taken] = {}
+        alone: list[_Taken] = []
+        for taken in plain:
+            request = tuple(arguments(taken.job))
+            if request in by_request:  # a second job for the same post runs after the first, as in RQ
+                alone.append(taken)
+            else:
+                by_request[request] = taken
         timeout = self._batch_timeout(len(plain))
         try:
             with self.death_penalty_class(timeout, JobTimeoutException, job_id=plain[0].job.id):
@@ -327,7 +345,6 @@ class FinbertWorker(SimpleWorker):
                 first_line(error),
             )
             return plain
-        alone: list[_Taken] = []
         finished: list[_Taken] = []
         results: dict[str, object] = {}
         for request, outcome in zip(by_request, outcomes, strict=True):
@@ -340,7 +357,8 @@ class FinbertWorker(SimpleWorker):
                 finished.append(taken)
                 results[taken.job.id] = outcome.as_result()
         self._finish(finished, results)
-        return alone
+        to_run_alone = {id(taken) for taken in alone}
+        return [taken for taken in plain if id(taken) in to_run_alone]  # in queue order
 
     def _finish(self, finished: list[_Taken], results: dict[str, object]) -> None:
         """Record the batch's successes in one round trip; a job others depend on goes through RQ's path."""
