@@ -89,3 +89,20 @@ class Classification(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     content: Mapped[Content] = relationship(back_populates="classification")
+
+
+class ClassificationHistory(Base):
+    """A classification that a reclassification replaced, kept with its model version and time."""
+
+    __tablename__ = "classification_history"
+    __table_args__ = (Index("ix_classification_history_content_id", "content_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    content_id: Mapped[int] = mapped_column(ForeignKey("contents.id", ondelete="CASCADE"))
+    sentiment: Mapped[str] = mapped_column(String(16))
+    confidence: Mapped[float] = mapped_column(Float)
+    model_version: Mapped[str] = mapped_column(String(255))
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    #: when the replaced classification was made (its ``created_at``).
+    classified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    replaced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

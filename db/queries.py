@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import false, func, select
 from sqlalchemy.orm import Session
@@ -23,6 +24,10 @@ class ContentCounts:
         return self.total - self.classified - self.skipped
 
 
+#: ids per ``IN (...)`` query: far below SQLite's and PostgreSQL's limits on bound parameters.
+IDS_PER_QUERY = 500
+
+
 def unclassified_ids(session: Session, limit: int | None = None) -> list[int]:
     """Ids of contents not yet classified nor skipped for good, oldest first."""
     statement = (
@@ -36,11 +41,15 @@ def unclassified_ids(session: Session, limit: int | None = None) -> list[int]:
 
 
 def contents_by_id(session: Session, ids: Iterable[int]) -> dict[int, Content]:
-    """The contents among ``ids`` that exist, by id."""
+    """The contents among ``ids`` that exist, by id (read IDS_PER_QUERY ids at a time: any number works)."""
     wanted = list(dict.fromkeys(ids))
-    if not wanted:
-        return {}
-    return {content.id: content for content in session.scalars(select(Content).where(Content.id.in_(wanted)))}
+    found: dict[int, Content] = {}
+    for start in range(0, len(wanted), IDS_PER_QUERY):
+        chunk = wanted[start : start + IDS_PER_QUERY]
+        found.update(
+            {content.id: content for content in session.scalars(select(Content).where(Content.id.in_(chunk)))}
+        )
+    return found
 
 
 @dataclass(frozen=True)
@@ -51,10 +60,6 @@ class ContentOutcome:
     sentiment: str | None
     model_version: str | None
     skip_reason: str | None
-
-
-#: ids per ``IN (...)`` query: far below SQLite's and PostgreSQL's limits on bound parameters.
-IDS_PER_QUERY = 500
 
 
 def content_outcomes(session: Session, ids: Iterable[int]) -> dict[int, ContentOutcome]:
@@ -129,3 +134,44 @@ def uncertain_classifications(
         .limit(limit)
     )
     return [(classification, content) for classification, content in session.execute(statement)]
+
+
+def current_versions(session: Session, ids: Iterable[int]) -> dict[int, str]:
+    """The model version of each of ``ids``' current classification (unclassified ids are absent)."""
+    wanted = list(dict.fromkeys(ids))
+    versions: dict[int, str] = {}
+    for start in range(0, len(wanted), IDS_PER_QUERY):
+        chunk = wanted[start : start + IDS_PER_QUERY]
+        statement = select(Classification.content_id, Classification.model_version).where(
+            Classification.content_id.in_(chunk)
+        )
+        versions.update({content_id: version for content_id, version in session.execute(statement)})
+    return versions
+
+
+def reclassification_candidates(
+    session: Session,
+    *,
+    stale_for: str | None = None,
+    ids: Iterable[int] | None = None,
+    before: datetime | None = None,
+) -> list[tuple[int, str | None]]:
+    """(content id, current model version) of the contents to reclassify, by id.
+
+    ``stale_for``: classifications made by any other model version than this one; ``ids``: these
+    contents (an unclassified one has version None); ``before``: classifications made before this
+    time; none of them: every classification.
+    """
+    if ids is not None:
+        wanted = list(dict.fromkeys(ids))
+        versions = current_versions(session, wanted)
+        existing = contents_by_id(session, wanted)
+        return [(content_id, versions.get(content_id)) for content_id in wanted if content_id in existing]
+    statement = select(Classification.content_id, Classification.model_version).order_by(
+        Classification.content_id
+    )
+    if stale_for is not None:
+        statement = statement.where(Classification.model_version != stale_for)
+    if before is not None:
+        statement = statement.where(Classification.created_at < before)
+    return [(content_id, version) for content_id, version in session.execute(statement)]

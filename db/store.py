@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.models import Classification, Content
+from db.models import Classification, ClassificationHistory, Content
 
 if TYPE_CHECKING:
     from workers.classifier import Prediction
@@ -90,3 +90,61 @@ def save_classification(
         "meta": meta or {"raw_scores": raw_scores},
     }
     return content_id in _insert(session, [row])
+
+
+def replace_classifications(
+    session: Session,
+    model_version: str,
+    rows: dict[int, Prediction],
+    metas: dict[int, dict[str, Any]],
+    force: set[int] | frozenset[int] = frozenset(),
+) -> dict[int, str]:
+    """Reclassify: give each content the new classification, keeping the one it replaces in history.
+
+    In the caller's transaction, with the current rows locked (``FOR UPDATE`` on PostgreSQL; SQLite
+    has one writer at a time): a content whose current classification was made by ``model_version``
+    already keeps it unless its id is in ``force``; otherwise the current row is copied to
+    ``classification_history`` and updated in place, so readers always see exactly one current
+    classification. A content with none gets one. Returns, per content id, ``"replaced"``,
+    ``"inserted"`` or ``"current"`` (kept: already by this model).
+    """
+    if not rows:
+        return {}
+    ids = list(rows)
+    locked = select(Classification).where(Classification.content_id.in_(ids)).with_for_update()
+    current = {row.content_id: row for row in session.scalars(locked)}
+    missing = {content_id: rows[content_id] for content_id in ids if content_id not in current}
+    results: dict[int, str] = {}
+    if missing:
+        inserted = save_classifications(session, model_version, missing, metas)
+        results.update(dict.fromkeys(inserted, "inserted"))
+        late = [content_id for content_id in missing if content_id not in inserted]
+        if late:  # classified meanwhile by a normal job: replace that one too (now locked)
+            again = select(Classification).where(Classification.content_id.in_(late)).with_for_update()
+            current.update({row.content_id: row for row in session.scalars(again)})
+    history = []
+    for content_id, row in current.items():
+        if row.model_version == model_version and content_id not in force:
+            results[content_id] = "current"
+            continue
+        history.append(
+            {
+                "content_id": content_id,
+                "sentiment": row.sentiment,
+                "confidence": row.confidence,
+                "model_version": row.model_version,
+                "meta": row.meta,
+                "classified_at": row.created_at,
+            }
+        )
+        prediction = rows[content_id]
+        row.sentiment = prediction.sentiment
+        row.confidence = prediction.confidence
+        row.model_version = model_version
+        row.meta = metas.get(content_id) or {"raw_scores": prediction.raw_scores}
+        row.created_at = func.now()
+        results[content_id] = "replaced"
+    if history:
+        session.execute(insert(ClassificationHistory), history)
+    session.flush()
+    return results

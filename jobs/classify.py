@@ -22,14 +22,15 @@ from sqlalchemy import select
 
 from config import settings
 from db.models import Content, DatabaseIdentity
-from db.queries import contents_by_id
+from db.queries import contents_by_id, current_versions
 from db.session import session_scope
-from db.store import record_skip, save_classification, save_classifications
+from db.store import record_skip, replace_classifications, save_classification, save_classifications
 from errors import VolfefeError, first_line
 from jobs.audit import Processing, TextFacts, audit
 from jobs.failures import InfrastructureUnavailable, infrastructure_error, is_infrastructure_failure
 from jobs.outcomes import (
     ALREADY_CLASSIFIED,
+    ALREADY_CURRENT,
     CLASSIFIED,
     CONTENT_NOT_FOUND,
     FAILED,
@@ -38,7 +39,7 @@ from jobs.outcomes import (
     WRONG_DATABASE,
     Outcome,
 )
-from jobs.registry import check_classify_arguments
+from jobs.registry import check_classify_arguments, check_reclassify_arguments
 from workers.visible_text import visible_text
 
 if TYPE_CHECKING:
@@ -87,6 +88,36 @@ def classify_content(content_id: int, database_id: str) -> dict[str, Any]:
     return outcome.as_result()
 
 
+def reclassify_content(content_id: int, database_id: str, force: bool) -> dict[str, Any]:
+    """The RQ job of ``volfefe reclassify``: classify the content again with this worker's model.
+
+    Its current classification is replaced (and kept in history) unless it was made by this very
+    model version and ``force`` is false (then: skipped, ``already_current``). Errors as for
+    ``classify_content``.
+    """
+    from rq import get_current_job
+
+    job = get_current_job()
+    problem = check_reclassify_arguments([content_id, database_id, force], {})
+    if problem:
+        raise _refused(job, problem)
+    request = (content_id, database_id)
+    attempts = {request: (job.number_of_retries or 0) + 1} if job is not None else None
+    try:
+        (outcome,) = classify_contents(
+            [request], attempts=attempts, worker=job.worker_name if job else None, replace={request: force}
+        )
+    except (InfrastructureUnavailable, BaseTimeoutException):
+        raise
+    except Exception as error:
+        raise ClassificationFailed(first_line(error)) from error
+    if outcome.status == FAILED:
+        raise ClassificationFailed(outcome.error or "failed")
+    if outcome.status == REFUSED:
+        raise _refused(job, outcome.error or WRONG_DATABASE)
+    return outcome.as_result()
+
+
 def _refused(job: Job | None, reason: str) -> JobRefused:
     """JobRefused for ``reason``, the running RQ job's retries taken away first: RQ retries any exception
     while ``retries_left`` lasts (``BaseWorker.handle_job_failure``), and no retry changes what is wrong."""
@@ -111,11 +142,15 @@ def classify_contents(
     *,
     attempts: Mapping[Request, int] | None = None,
     worker: str | None = None,
+    replace: Mapping[Request, bool] | None = None,
 ) -> list[Outcome]:
     """Classify many contents with one read, batched forward passes and one write; one outcome per request.
 
     Each stored classification carries its audit (``jobs.audit``): ``attempts`` gives each request's
     attempt number (default 1), ``worker`` the worker's name (default host:pid).
+    ``replace`` makes these requests reclassifications (value: force): a classified content is
+    classified again and its classification replaced (``db.store.replace_classifications``) unless it
+    was made by this model version already and force is false (skipped: ``already_current``).
     Raises InfrastructureUnavailable when the database (or its disk) fails; any other failure of
     reading or of the model raises as it is (the caller runs the requests one by one then).
     """
@@ -124,6 +159,12 @@ def classify_contents(
     outcomes: dict[Request, Outcome] = {}
     texts: dict[int, str] = {}
     facts: dict[int, TextFacts] = {}
+    replace = replace or {}
+    target_version = None
+    if replace:
+        from workers.warm import warm_classifier  # the version decides what is current already
+
+        target_version = warm_classifier().model_version
     try:
         with session_scope(url) as session:
             identity = session.scalar(select(DatabaseIdentity.id).order_by(DatabaseIdentity.created_at))
@@ -136,10 +177,16 @@ def classify_contents(
                         f"enqueued for database {database_id}, this worker's database is {identity}",
                     )
             contents = contents_by_id(session, [content_id for content_id, _ in ours])
+            versions = current_versions(session, [request[0] for request in ours if request in replace])
             for request in ours:
                 content = contents.get(request[0])
                 text = visible_text(content.text) if content is not None else ""
-                reason = _skip_reason(content, text)
+                if request in replace:
+                    reason = _reclassify_skip_reason(
+                        content, text, versions.get(request[0]), target_version, replace[request]
+                    )
+                else:
+                    reason = _skip_reason(content, text)
                 if reason is None and content is not None:
                     texts[request[0]] = text
                     facts[request[0]] = TextFacts(text, len(content.text))
@@ -172,9 +219,72 @@ def classify_contents(
             )
             for content_id, prediction in predictions.items()
         }
-        stored = _store(url, classifier.model_version, predictions, metas)
+        forced = {request[0] for request, force in replace.items() if force}
+        redo = {request[0] for request in replace if request[1] == identity}
+        fresh = {content_id: p for content_id, p in predictions.items() if content_id not in redo}
+        again = {content_id: p for content_id, p in predictions.items() if content_id in redo}
+        stored = _store(url, classifier.model_version, fresh, metas) if fresh else {}
+        if again:
+            stored.update(_replace(url, classifier.model_version, again, metas, forced))
         outcomes.update({(content_id, identity): outcome for content_id, outcome in stored.items()})
     return [outcomes[request] for request in wanted]
+
+
+def _reclassify_skip_reason(
+    content: Content | None, text: str, current: str | None, target: str | None, force: bool
+) -> str | None:
+    if content is None:
+        return CONTENT_NOT_FOUND
+    if not text:
+        return NO_TEXT_TO_CLASSIFY
+    if current is not None and current == target and not force:
+        return ALREADY_CURRENT
+    return None
+
+
+def _replace(
+    url: str,
+    version: str,
+    predictions: dict[int, Prediction],
+    metas: dict[int, dict[str, Any]],
+    forced: set[int],
+) -> dict[int, Outcome]:
+    """Reclassifications in one transaction; if it fails for a post's reason, each in its own."""
+    try:
+        return _replace_in_one(url, version, predictions, metas, forced)
+    except Exception as error:
+        if is_infrastructure_failure(error):
+            raise infrastructure_error(error) from error
+    outcomes: dict[int, Outcome] = {}
+    for content_id, prediction in predictions.items():
+        try:
+            outcomes.update(_replace_in_one(url, version, {content_id: prediction}, metas, forced))
+        except Exception as error:
+            if is_infrastructure_failure(error):
+                raise infrastructure_error(error) from error
+            outcomes[content_id] = Outcome(content_id, FAILED, error=first_line(error))
+    return outcomes
+
+
+def _replace_in_one(
+    url: str,
+    version: str,
+    predictions: dict[int, Prediction],
+    metas: dict[int, dict[str, Any]],
+    forced: set[int],
+) -> dict[int, Outcome]:
+    with session_scope(url) as session:
+        results = replace_classifications(session, version, predictions, metas, forced)
+    return {
+        content_id: _replaced(content_id, predictions[content_id], version, result)
+        for content_id, result in results.items()
+    }
+
+
+def _replaced(content_id: int, prediction: Prediction, version: str, result: str) -> Outcome:
+    if result == "current":
+        return Outcome.skipped(content_id, ALREADY_CURRENT)
+    return _stored(content_id, prediction, version, True)
 
 
 def _store(

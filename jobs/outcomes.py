@@ -15,6 +15,8 @@ REFUSED = "refused"
 CONTENT_NOT_FOUND = "content_not_found"
 NO_TEXT_TO_CLASSIFY = "no_text_to_classify"
 ALREADY_CLASSIFIED = "already_classified"
+#: reclassification skip: the content's classification was made by this model version already.
+ALREADY_CURRENT = "already_current"
 #: refusal reason: the job names a database other than the worker's.
 WRONG_DATABASE = "wrong_database"
 

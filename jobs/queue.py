@@ -22,13 +22,14 @@ from config import DEFAULT_QUEUE_NAME, settings
 from db.identity import database_id as identity_of
 from db.session import describe
 from jobs.binding import bind_queue
-from jobs.registry import CLASSIFY_FUNCTION, refusal
+from jobs.registry import CLASSIFY_FUNCTION, RECLASSIFY_FUNCTION, refusal
 from jobs.rq_seam import delete_if_failed, enqueue_unique, job_statuses, latest_failure
 
 #: the default queue (``VOLFEFE_QUEUE`` names another).
 QUEUE_NAME = DEFAULT_QUEUE_NAME
 JOB_FUNCTION = CLASSIFY_FUNCTION
 JOB_ID_PREFIX = "classify-content-"
+RECLASSIFY_JOB_ID_PREFIX = "reclassify-content-"
 #: every job of this project is JSON: a payload can carry data, never code.
 SERIALIZER = JSONSerializer
 
@@ -62,6 +63,15 @@ _PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.
 
 def job_id_for(content_id: int, database_id: str) -> str:
     return f"{JOB_ID_PREFIX}{content_id}-{database_id}"
+
+
+def reclassify_job_id_for(content_id: int, database_id: str) -> str:
+    return f"{RECLASSIFY_JOB_ID_PREFIX}{content_id}-{database_id}"
+
+
+def _job_id(content_id: int, identity: str, force: bool | None) -> str:
+    """The classification job's id (``force`` None) or the reclassification's."""
+    return job_id_for(content_id, identity) if force is None else reclassify_job_id_for(content_id, identity)
 
 
 def parse_job_id(job_id: str) -> tuple[int, str] | None:
@@ -101,6 +111,9 @@ class EnqueueReport:
     cooling_down: list[int] = field(default_factory=list)
     #: among ``enqueued``: contents whose failed (or refused) job was replaced by a new one.
     retried_after_failure: list[int] = field(default_factory=list)
+    #: None for classification jobs; for reclassification jobs, whether they replace even a
+    #: classification made by the worker's own model version.
+    force: bool | None = None
 
     def describe(self) -> str:
         retried = f" (of which {len(self.retried_after_failure)} retried after a failure)"
@@ -114,7 +127,7 @@ class EnqueueReport:
     @property
     def job_ids(self) -> list[str]:
         """Every job that stands for the requested ids, new or existing."""
-        return [job_id_for(content_id, self.database_id) for content_id in self.content_ids]
+        return [_job_id(content_id, self.database_id, self.force) for content_id in self.content_ids]
 
 
 def enqueue_ids(
@@ -128,31 +141,59 @@ def enqueue_ids(
     reported, never doubled; one whose job failed is enqueued again once the failure's cool-down has
     passed (at once when the job was refused or was not ours).
     """
+    return _enqueue_all(connection, database_url, content_ids, queue_name, None)
+
+
+def enqueue_reclassifications(
+    connection: Redis,
+    database_url: str,
+    content_ids: Iterable[int],
+    force: bool = False,
+    queue_name: str | None = None,
+) -> EnqueueReport:
+    """Enqueue one reclassification job per content id (``reclassify-content-<id>-<database id>``).
+
+    The same queue, workers, uniqueness, retries and cool-downs as classification jobs; the worker
+    replaces each content's classification in one transaction, keeping the old one in history.
+    """
+    return _enqueue_all(connection, database_url, content_ids, queue_name, force)
+
+
+def _enqueue_all(
+    connection: Redis,
+    database_url: str,
+    content_ids: Iterable[int],
+    queue_name: str | None,
+    force: bool | None,
+) -> EnqueueReport:
     identity = identity_of(database_url)
     queue = classification_queue(connection, queue_name)
     bind_queue(connection, queue.name, identity, describe(database_url))
-    report = EnqueueReport(database_id=identity, content_ids=list(dict.fromkeys(content_ids)))
+    report = EnqueueReport(database_id=identity, content_ids=list(dict.fromkeys(content_ids)), force=force)
     for start in range(0, len(report.content_ids), ENQUEUE_CHUNK):
         _enqueue_chunk(queue, report.content_ids[start : start + ENQUEUE_CHUNK], identity, report)
     return report
 
 
-def _new_job(queue: Queue, content_id: int, identity: str) -> Job:
+def _new_job(queue: Queue, content_id: int, identity: str, force: bool | None) -> Job:
+    reclassify = force is not None
     return queue.create_job(
-        JOB_FUNCTION,
-        args=(content_id, identity),
-        job_id=job_id_for(content_id, identity),
+        RECLASSIFY_FUNCTION if reclassify else JOB_FUNCTION,
+        args=(content_id, identity, force) if reclassify else (content_id, identity),
+        job_id=_job_id(content_id, identity, force),
         retry=Retry(max=MAX_ATTEMPTS - 1, interval=RETRY_INTERVALS),
         timeout=JOB_TIMEOUT,
         result_ttl=RESULT_TTL,
         failure_ttl=FAILURE_TTL,
-        description=f"classify content {content_id}",
+        description=f"{'reclassify' if reclassify else 'classify'} content {content_id}",
     )
 
 
-def _statuses(queue: Queue, content_ids: list[int], identity: str) -> list[str | None]:
+def _statuses(queue: Queue, content_ids: list[int], identity: str, force: bool | None) -> list[str | None]:
     """The status of each content's job (None: no job), in one round trip."""
-    return job_statuses(queue.connection, [job_id_for(content_id, identity) for content_id in content_ids])
+    return job_statuses(
+        queue.connection, [_job_id(content_id, identity, force) for content_id in content_ids]
+    )
 
 
 def _enqueue_chunk(queue: Queue, content_ids: list[int], identity: str, report: EnqueueReport) -> None:
@@ -164,12 +205,12 @@ def _enqueue_chunk(queue: Queue, content_ids: list[int], identity: str, report: 
     """
     pending = content_ids
     while pending:
-        statuses = _statuses(queue, pending, identity)
+        statuses = _statuses(queue, pending, identity, report.force)
         missing = [content_id for content_id, status in zip(pending, statuses, strict=True) if status is None]
         retry: list[int] = []
         if missing:
             enqueued = enqueue_unique(
-                queue, [_new_job(queue, content_id, identity) for content_id in missing]
+                queue, [_new_job(queue, content_id, identity, report.force) for content_id in missing]
             )
             report.enqueued.extend(content_id for content_id, ok in zip(missing, enqueued, strict=True) if ok)
             retry = [content_id for content_id, ok in zip(missing, enqueued, strict=True) if not ok]
@@ -177,7 +218,7 @@ def _enqueue_chunk(queue: Queue, content_ids: list[int], identity: str, report: 
             if status is None:
                 continue
             if status == JobStatus.FAILED.value:
-                replaced = _replace_failed(queue, content_id, identity)
+                replaced = _replace_failed(queue, _job_id(content_id, identity, report.force))
                 if replaced is None:
                     report.cooling_down.append(content_id)
                     continue
@@ -191,13 +232,13 @@ def _enqueue_chunk(queue: Queue, content_ids: list[int], identity: str, report: 
         pending = retry
 
 
-def _replace_failed(queue: Queue, content_id: int, identity: str) -> bool | None:
+def _replace_failed(queue: Queue, job_id: str) -> bool | None:
     """Make room for a new job in place of the content's failed one, once its cool-down has passed.
 
     True when the failed job was deleted, False when it was gone already, None while it cools down.
     """
     try:
-        existing = Job.fetch(job_id_for(content_id, identity), queue.connection, SERIALIZER)
+        existing = Job.fetch(job_id, queue.connection, SERIALIZER)
     except NoSuchJobError:
         return False
     if _cooled_down(existing) and delete_if_failed(queue.connection, existing):
@@ -211,7 +252,7 @@ def failure_cool_down(job: Job) -> int:
     0 for a job that was refused or is not ours (someone pushed it under our id); a day for a post
     that failed on its own; minutes for anything else (timeouts, killed workers, misjudged outages).
     """
-    if refusal(job) is not None or job.func_name != JOB_FUNCTION:
+    if refusal(job) is not None or job.func_name not in (JOB_FUNCTION, RECLASSIFY_FUNCTION):
         return 0
     last = latest_failure(job)
     if last.startswith("refused:") or REFUSED_MARKER in last.split(":", 1)[0]:

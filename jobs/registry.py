@@ -17,6 +17,7 @@ from jobs.rq_seam import callback_names, job_payload
 
 CLASSIFY_FUNCTION = "jobs.classify.classify_content"
 SWEEP_FUNCTION = "jobs.sweep.scheduled_sweep"
+RECLASSIFY_FUNCTION = "jobs.classify.reclassify_content"
 #: a database identity as ``volfefe db upgrade`` makes it (hex digits).
 DATABASE_ID = re.compile(r"[0-9a-f]{6,32}")
 #: the largest content id: ``contents.id`` is a 32-bit INTEGER on PostgreSQL, and a larger id in a
@@ -40,6 +41,16 @@ def check_classify_arguments(args: list, kwargs: dict) -> str | None:
     return None
 
 
+def check_reclassify_arguments(args: list, kwargs: dict) -> str | None:
+    """``[content_id, database_id, force]``: as for classify_content, and a true/false force."""
+    if kwargs or len(args) != 3:
+        return "reclassify_content takes exactly [content_id, database_id, force]"
+    if type(args[2]) is not bool:
+        return f"force {str(args[2])[:20]!r} is not true or false"
+    problem = check_classify_arguments(args[:2], {})
+    return problem.replace("classify_content takes", "reclassify_content takes") if problem else None
+
+
 def check_no_arguments(args: list, kwargs: dict) -> str | None:
     return "this job takes no arguments" if args or kwargs else None
 
@@ -48,6 +59,7 @@ def check_no_arguments(args: list, kwargs: dict) -> str | None:
 REGISTERED_JOBS: Mapping[str, ArgumentCheck] = {
     CLASSIFY_FUNCTION: check_classify_arguments,
     SWEEP_FUNCTION: check_no_arguments,
+    RECLASSIFY_FUNCTION: check_reclassify_arguments,
 }
 
 

@@ -111,6 +111,26 @@ def _model_version(source: str, revision: str | None, precision: str, random_wei
     return "+".join([*parts, precision])
 
 
+def configured_model_version(source: str, precision: str) -> str:
+    """The ``model_version`` a worker loading ``source`` at ``precision`` will write, read from the
+    model's config alone (no weights): what ``volfefe reclassify`` compares stored classifications to."""
+    from transformers import AutoConfig
+
+    if precision not in PRECISIONS:
+        raise ModelLoadError(f"FINBERT_PRECISION={precision!r} must be one of {', '.join(PRECISIONS)}")
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=True)
+    except Exception:
+        try:
+            config = AutoConfig.from_pretrained(source)
+        except Exception as error:
+            raise ModelLoadError(
+                f"cannot read the config of FINBERT_MODEL={source!r}: {first_line(error)}"
+            ) from None
+    random_weights = getattr(config, RANDOM_WEIGHTS_KEY, False) is True
+    return _model_version(source, getattr(config, "_commit_hash", None), precision, random_weights)
+
+
 class FinbertClassifier:
     """A loaded sequence-classification model and its tokenizer."""
 

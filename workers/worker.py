@@ -37,7 +37,7 @@ from jobs import rq_seam
 from jobs.failures import InfrastructureUnavailable, is_infrastructure_failure
 from jobs.outcomes import FAILED, REFUSED
 from jobs.queue import JOB_TIMEOUT
-from jobs.registry import CLASSIFY_FUNCTION, REGISTERED_JOBS, arguments, refusal
+from jobs.registry import CLASSIFY_FUNCTION, RECLASSIFY_FUNCTION, REGISTERED_JOBS, arguments, refusal
 from workers.outage import DatabaseOutage, PatientRetry, postpone_maintenance
 
 #: seconds between maintenance passes (abandoned-job recovery); RQ's default is 600.
@@ -62,6 +62,8 @@ START_FAILURE_CAP = 60.0
 #: seconds a run of start failures is remembered (per host) for that backoff.
 START_FAILURE_MEMORY = 300
 START_FAILURES_KEY = "volfefe:start-failures:{host}"
+#: the job functions whose jobs are classified together in forward passes.
+BATCHED_FUNCTIONS = frozenset({CLASSIFY_FUNCTION, RECLASSIFY_FUNCTION})
 
 
 def _as_list(queues) -> list:
@@ -198,15 +200,15 @@ class FinbertWorker(SimpleWorker):
                 time.sleep(0.2)
 
     def _exit_at_start(self, message: str) -> None:
+        """Log ``message`` as one line, wait the start backoff, exit 1 (a pool restarts us no faster)."""
         key = START_FAILURES_KEY.format(host=socket.gethostname())
         with self.connection.pipeline() as pipeline:
             pipeline.incr(key)
             pipeline.expire(key, START_FAILURE_MEMORY)
             failures = int(pipeline.execute()[0])
         delay = min(START_FAILURE_BASE * 2 ** (failures - 1), START_FAILURE_CAP)
-        self.log.error("%s", message)
-        if failures > 1:
-            self.log.error("(start failure %d on this host in a row; exiting in %.0f s)", failures, delay)
+        repeated = f" (start failure {failures} on this host in a row; exiting in {delay:.0f} s)"
+        self.log.error("%s%s", message, repeated if failures > 1 else "")
         time.sleep(delay)
         raise SystemExit(1)
 
@@ -293,7 +295,7 @@ class FinbertWorker(SimpleWorker):
                 self._refuse(taken, reason)
                 continue
             job = taken.job
-            taken.plain = job.func_name == CLASSIFY_FUNCTION and not rq_seam.needs_rq_success_path(job)
+            taken.plain = job.func_name in BATCHED_FUNCTIONS and not rq_seam.needs_rq_success_path(job)
             accepted.append(taken)
         self._batch = accepted
         while self._batch and not rq_seam.stop_requested(self) and not self._outage.active:
@@ -302,7 +304,11 @@ class FinbertWorker(SimpleWorker):
                 taken = self._batch.pop(0)
                 self.perform_job(taken.job, taken.queue, taken.execution)
                 continue
-            run = next((i for i, taken in enumerate(self._batch) if not taken.plain), len(self._batch))
+            kind = self._batch[0].job.func_name  # a run holds jobs of one function: classify or reclassify
+            run = next(
+                (i for i, taken in enumerate(self._batch) if not taken.plain or taken.job.func_name != kind),
+                len(self._batch),
+            )
             try:
                 failed = self._classify_batch(self._batch[:run])
             except InfrastructureUnavailable as error:
@@ -319,9 +325,13 @@ class FinbertWorker(SimpleWorker):
         from jobs.classify import classify_contents
 
         by_request: dict[tuple, _Taken] = {}
+        replace: dict[tuple, bool] = {}
         alone: list[_Taken] = []
         for taken in plain:
-            request = tuple(arguments(taken.job))
+            args = arguments(taken.job)
+            request = (args[0], args[1])
+            if taken.job.func_name == RECLASSIFY_FUNCTION:
+                replace[request] = args[2]
             if request in by_request:  # a second job for the same post runs after the first, as in RQ
                 alone.append(taken)
             else:
@@ -332,8 +342,11 @@ class FinbertWorker(SimpleWorker):
                 outcomes = classify_contents(
                     list(by_request),
                     self.config.database_url,
-                    attempts={request: (t.job.number_of_retries or 0) + 1 for request, t in by_request.items()},
+                    attempts={
+                        request: (t.job.number_of_retries or 0) + 1 for request, t in by_request.items()
+                    },
                     worker=self.name,
+                    replace=replace,
                 )
         except InfrastructureUnavailable:
             raise
