@@ -26,7 +26,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from workers.classifier import FinbertClassifier, configure_torch
-    from workers.visible_text import visible_text
+    from model.visible_text import visible_text
 
     configure_torch(int(spec["threads"]))
     imported = time.perf_counter()

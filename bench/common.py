@@ -37,7 +37,7 @@ INTERESTING_FLAGS = (
 
 def load_texts(path: Path, limit: int | None = None) -> list[str]:
     """The ``text`` column of a CSV, as stored (raw); rows with no visible text are left out."""
-    from workers.visible_text import visible_text
+    from model.visible_text import visible_text
 
     with path.open(newline="", encoding="utf-8") as handle:
         texts = [row["text"] for row in csv.DictReader(handle) if visible_text(row.get("text") or "")]

@@ -17,8 +17,18 @@ def _parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"], help="upgrade: create or migrate the tables")
 
-    importer = commands.add_parser("import", help="load posts from a CSV or JSON Lines file")
-    importer.add_argument("file", type=Path)
+    from db.import_format import FILE_FORMAT_HELP
+
+    importer = commands.add_parser(
+        "import",
+        help="load posts from a CSV or JSON Lines file",
+        description=FILE_FORMAT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    importer.add_argument("file", type=Path, help="a CSV file, or JSON Lines (.jsonl, .ndjson, .json)")
+    importer.add_argument(
+        "--encoding", metavar="NAME", help="read the file as NAME (e.g. latin-1, cp1252) instead of UTF-8"
+    )
 
     commands.add_parser("classify", help="classify each line of standard input, print JSON lines")
 
@@ -32,9 +42,32 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="list the N classifications the model was least sure of (default 50)",
     )
+    report.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="write the picture of sentiment over time to FILE (one self-contained HTML page)",
+    )
+    report.add_argument("--source", help="with --html: only posts of this source")
+    report.add_argument("--author", help="with --html: only posts of this author")
+    report.add_argument(
+        "--since", metavar="DATE", help="with --html: from this UTC day on (YYYY-MM-DD, included)"
+    )
+    report.add_argument(
+        "--until", metavar="DATE", help="with --html: up to this UTC day (YYYY-MM-DD, included)"
+    )
 
     status = commands.add_parser("status", help="queue counts by state, workers, database counts")
     status.add_argument("--json", action="store_true")
+
+    from cli.reclassify import add_arguments as reclassify_arguments
+
+    reclassify_arguments(
+        commands.add_parser(
+            "reclassify",
+            help="classify contents again with the configured model (default: those made by another)",
+        )
+    )
 
     run = commands.add_parser("run", help="the main job end to end: import, enqueue, work, report")
     run.add_argument("file", type=Path, nargs="?", help="posts to import (default: the shipped sample)")
@@ -64,12 +97,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         print("database schema is up to date")
         return 0
     if args.command == "import":
-        return _import(config.database_url, args.file)
+        return _import(config.database_url, args.file, args.encoding)
     if args.command == "classify":
         from cli.classify_stdin import main as classify_main
 
         return classify_main(config)
     if args.command == "report":
+        from cli.report_html import check_report_options, print_html_report
+
+        check_report_options(args)
+        if args.html is not None:
+            return print_html_report(config.database_url, args)
         from cli.report import print_report, print_uncertain
 
         if args.uncertain is not None:
@@ -81,6 +119,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from cli.status import print_status
 
         return print_status(config, args.json)
+    if args.command == "reclassify":
+        from cli.reclassify import reclassify
+
+        return reclassify(config, args)
     if args.command == "run":
         from cli.run import SAMPLE_POSTS, run
 
@@ -102,16 +144,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
-def _import(database_url: str, path: Path) -> int:
+def _import(database_url: str, path: Path, encoding: str | None = None) -> int:
+    """Load ``path``; one line per rejected row, then the counts; exit 1 when any row was rejected."""
     from db.importer import import_file
 
-    report = import_file(database_url, path)
+    report = import_file(database_url, path, encoding=encoding)
     for rejected in report.rejected:
-        print(f"{path}:{rejected.line}: rejected: {rejected.reason}", file=sys.stderr)
+        print(f"{path}: line {rejected.line}: rejected: {rejected.reason}", file=sys.stderr)
     print(
-        f"inserted {report.inserted}, already present {report.already_present}, rejected {len(report.rejected)}"
+        f"inserted {report.inserted}, already present {report.already_present}, "
+        f"rejected {len(report.rejected)} (read as {report.read_as})"
     )
-    return 0
+    return 1 if report.rejected else 0
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rq.timeouts import BaseTimeoutException
@@ -40,7 +41,7 @@ from jobs.outcomes import (
     Outcome,
 )
 from jobs.registry import check_classify_arguments, check_reclassify_arguments
-from workers.visible_text import visible_text
+from model.visible_text import read_post
 
 if TYPE_CHECKING:
     from rq.job import Job
@@ -76,7 +77,12 @@ def classify_content(content_id: int, database_id: str) -> dict[str, Any]:
     request = (content_id, database_id)
     attempts = {request: (job.number_of_retries or 0) + 1} if job is not None else None
     try:
-        (outcome,) = classify_contents([request], attempts=attempts, worker=job.worker_name if job else None)
+        (outcome,) = classify_contents(
+            [request],
+            attempts=attempts,
+            worker=job.worker_name if job else None,
+            enqueued={request: job.enqueued_at} if job is not None else None,
+        )
     except (InfrastructureUnavailable, BaseTimeoutException):
         raise  # not the post's fault: handed back, or retried soon
     except Exception as error:
@@ -105,7 +111,11 @@ def reclassify_content(content_id: int, database_id: str, force: bool) -> dict[s
     attempts = {request: (job.number_of_retries or 0) + 1} if job is not None else None
     try:
         (outcome,) = classify_contents(
-            [request], attempts=attempts, worker=job.worker_name if job else None, replace={request: force}
+            [request],
+            attempts=attempts,
+            worker=job.worker_name if job else None,
+            replace={request: force},
+            enqueued={request: job.enqueued_at} if job is not None else None,
         )
     except (InfrastructureUnavailable, BaseTimeoutException):
         raise
@@ -143,11 +153,13 @@ def classify_contents(
     attempts: Mapping[Request, int] | None = None,
     worker: str | None = None,
     replace: Mapping[Request, bool] | None = None,
+    enqueued: Mapping[Request, datetime | None] | None = None,
 ) -> list[Outcome]:
     """Classify many contents with one read, batched forward passes and one write; one outcome per request.
 
     Each stored classification carries its audit (``jobs.audit``): ``attempts`` gives each request's
-    attempt number (default 1), ``worker`` the worker's name (default host:pid).
+    attempt number (default 1), ``worker`` the worker's name (default host:pid), ``enqueued`` each
+    request's job's latest enqueue (``processing.batch.enqueued_at``).
     ``replace`` makes these requests reclassifications (value: force): a classified content is
     classified again and its classification replaced (``db.store.replace_classifications``) unless it
     was made by this model version already and force is false (skipped: ``already_current``).
@@ -180,7 +192,8 @@ def classify_contents(
             versions = current_versions(session, [request[0] for request in ours if request in replace])
             for request in ours:
                 content = contents.get(request[0])
-                text = visible_text(content.text) if content is not None else ""
+                post = read_post(content.text) if content is not None else None
+                text = post.text if post is not None else ""
                 if request in replace:
                     reason = _reclassify_skip_reason(
                         content, text, versions.get(request[0]), target_version, replace[request]
@@ -189,7 +202,9 @@ def classify_contents(
                     reason = _skip_reason(content, text)
                 if reason is None and content is not None:
                     texts[request[0]] = text
-                    facts[request[0]] = TextFacts(text, len(content.text))
+                    facts[request[0]] = TextFacts(
+                        text, post.input_chars, cut=post.cut, quote=post.is_quote, repost=post.is_repost
+                    )
                     continue
                 outcomes[request] = Outcome.skipped(request[0], reason)
                 if reason == NO_TEXT_TO_CLASSIFY:
@@ -205,6 +220,9 @@ def classify_contents(
         predictions = dict(zip(texts, classifier.classify(list(texts.values())), strict=True))
         worker_name = worker or f"{socket.gethostname()}:{os.getpid()}"
         precision = classifier.model_version.rsplit("+", 1)[-1]
+        rows = sum(prediction.windows for prediction in predictions.values())
+        size = classifier.batch_size  # FinbertClassifier.classify: all windows, in passes of batch_size
+        passes = [min(size, rows - start) for start in range(0, rows, size)]
         metas = {
             content_id: audit(
                 prediction,
@@ -215,6 +233,11 @@ def classify_contents(
                     precision=precision,
                     model_version=classifier.model_version,
                     attempt=(attempts or {}).get((content_id, identity), 1),
+                    batch={
+                        "enqueued_at": _iso((enqueued or {}).get((content_id, identity))),
+                        "items": len(predictions),
+                        "forward_passes": passes,
+                    },
                 ),
             )
             for content_id, prediction in predictions.items()
@@ -228,6 +251,14 @@ def classify_contents(
             stored.update(_replace(url, classifier.model_version, again, metas, forced))
         outcomes.update({(content_id, identity): outcome for content_id, outcome in stored.items()})
     return [outcomes[request] for request in wanted]
+
+
+def _iso(moment: datetime | None) -> str | None:
+    """``moment`` in UTC as ISO 8601 with milliseconds (as ``processing.classified_at``), or None."""
+    if moment is None:
+        return None
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def _reclassify_skip_reason(

@@ -94,3 +94,21 @@ def test_uncertain_classifications_are_counted_and_listed(migrated_db: str, clas
         (content_id for content_id, value in margins.items() if value < threshold), key=margins.get
     )
     assert 0 < LOW_MARGIN < 1
+
+
+def test_quotes_reposts_and_cut_posts_are_recorded(migrated_db: str, classifier) -> None:
+    from model.visible_text import MAX_POST_CHARS
+
+    url = migrated_db
+    quote = '<p>Great jobs numbers!<span class="quote-inline"><br/>RT: https://truthsocial.com/@x/123</span></p>'
+    repost = "RT @WhiteHouse: Stocks rally on strong earnings"
+    huge = "Stocks rally. " * (MAX_POST_CHARS // 14 + 100)
+    ids = [add(url, quote, "q"), add(url, repost, "r"), add(url, huge, "h")]
+    identity = database_id(url)
+    classify_contents([(content_id, identity) for content_id in ids], url)
+    quoted, reposted, cut = (meta_of(url, content_id)["text"] for content_id in ids)
+    assert quoted["quote"] is True and quoted["repost"] is False
+    assert quoted["characters"] == len("Great jobs numbers!") and quoted["input_characters"] == len(quote)
+    assert reposted["repost"] is True and reposted["quote"] is False
+    assert cut["cut"] is True and cut["input_characters"] == len(huge)
+    assert cut["characters"] <= MAX_POST_CHARS and cut["windows"] > 1

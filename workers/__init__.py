@@ -1,6 +1,6 @@
 """The model and the process that keeps it warm.
 
-``FinbertWorker`` is imported on first use, so that importing ``workers.visible_text`` (say, from the
+``FinbertWorker`` is imported on first use, so that importing ``model.visible_text`` (say, from the
 enqueuer) does not import torch.
 """
 
