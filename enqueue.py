@@ -12,8 +12,8 @@ import argparse
 import sys
 
 from cli.errors import EXIT_FAILURE, run_command
-from cli.readonly import require_existing_database
 from config import settings
+from db.existence import require_existing_database
 from db.queries import contents_by_id, unclassified_ids
 from db.session import session_scope
 from jobs.progress import summarize, wait_for_jobs

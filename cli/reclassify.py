@@ -13,8 +13,8 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime
 
-from cli.readonly import require_existing_database
 from config import Settings
+from db.existence import require_existing_database
 from db.queries import current_versions, reclassification_candidates
 from db.session import session_scope
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from cli.readonly import require_existing_database
+from db.existence import require_existing_database
 from db.queries import (
     content_counts,
     count_above,

@@ -113,9 +113,9 @@ def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPat
 
 
 def test_every_project_error_is_explained_by_its_type() -> None:
-    from cli.readonly import DatabaseMissing
     from cli.run import WorkersDied
     from config import ConfigError
+    from db.existence import DatabaseMissing
     from db.identity import DatabaseNotInitialised
     from db.importer import ImportFileError
     from jobs.binding import QueueInUse

@@ -20,7 +20,9 @@ from errors import VolfefeError
 from services.dashboard import DEFAULT_BIND, check_exposure
 from services.redis_connection import redis_url, safe_url
 from web import credentials as web_credentials
-from web.app import DASHBOARD_PREFIX, create_app, redis_health
+from web.app import DASHBOARD_PREFIX, create_app, redis_health, register
+from web.metrics import metrics_blueprint
+from web.report_page import report_blueprint
 
 #: request threads of the server: a dashboard page polls several endpoints at once.
 THREADS = 8
@@ -61,6 +63,8 @@ def serve(config: Settings, bind: str | None = None, port: int | None = None) ->
     url = redis_url(config)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     app = create_app(url, chosen)
+    register(app, report_blueprint(config.database_url), url_prefix="/report")
+    register(app, metrics_blueprint(url, config), url_prefix="/metrics", uses_redis=True)
     try:
         server = waitress.create_server(app, host=bind, port=port, threads=THREADS, ident="volfefe")
     except OSError as error:
