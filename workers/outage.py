@@ -5,7 +5,9 @@
   and resumes by itself when the probe passes.
 - ``PatientRetry``: redis-py's Retry for the worker's connection, retrying connection errors for as
   long as Redis is away (a restart, a crash, a network cut), logging once when it goes and once
-  when it is back, with a reminder every ``REMINDER_INTERVAL`` seconds in between.
+  when it is back, with a reminder every ``REMINDER_INTERVAL`` seconds in between;
+  ``postpone_maintenance`` keeps a worker that sees Redis return from recovering jobs that other
+  live workers are about to finish.
 """
 
 from __future__ import annotations
@@ -13,15 +15,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
+from rq.utils import now
 from sqlalchemy import text
 
 from db.session import describe, session_scope
 from errors import first_line
+
+if TYPE_CHECKING:
+    from rq.worker import BaseWorker
 
 log = logging.getLogger("rq.worker")
 
@@ -29,6 +36,8 @@ log = logging.getLogger("rq.worker")
 PROBE_BASE = 1.0
 #: seconds between probes at most: recovery is noticed within this after the outage ends.
 PROBE_CAP = 10.0
+#: seconds after a passed probe within which a new failure continues the same outage (and its backoff).
+SAME_OUTAGE_WITHIN = 60.0
 #: seconds between "still unavailable" reminders in the log.
 REMINDER_INTERVAL = 60.0
 #: seconds of backoff between Redis reconnection attempts, first and at most.
@@ -43,7 +52,13 @@ def probe_database(database_url: str) -> None:
 
 
 class DatabaseOutage:
-    """The state of one outage: when it began, when to probe next, and the log lines about it."""
+    """The state of one outage: when it began, when to probe next, and the log lines about it.
+
+    A failure within ``SAME_OUTAGE_WITHIN`` seconds of the probe passing continues the same outage:
+    its backoff goes on instead of starting over. A probe can pass while real writes still fail (a
+    disk too full for a batch has room for the probe's page), and starting over would have the
+    worker take, classify and hand back a batch every ``PROBE_BASE`` seconds for as long as it lasts.
+    """
 
     def __init__(self, database_url: str, probe: Callable[[str], None] = probe_database) -> None:
         self.database_url = database_url
@@ -52,6 +67,10 @@ class DatabaseOutage:
         self._next_probe = 0.0
         self._delay = PROBE_BASE
         self._reminded = 0.0
+        #: when the last outage ended (its probe passed), and when it had begun.
+        self._ended: tuple[float, float] | None = None
+        #: whether this outage has failed again after a passed probe (said once, then as a reminder).
+        self._flapping = False
 
     @property
     def active(self) -> bool:
@@ -60,9 +79,23 @@ class DatabaseOutage:
     def begin(self, cause: BaseException, worker_name: str) -> None:
         """Start (or continue) waiting; the first report of an outage is logged, later ones are not."""
         now = time.monotonic()
-        if self.since is None:
+        if self.since is None and self._ended is not None and now - self._ended[0] < SAME_OUTAGE_WITHIN:
+            self.since = self._ended[1]
+            if not self._flapping or now - self._reminded >= REMINDER_INTERVAL:
+                self._flapping = True
+                self._reminded = now
+                log.warning(
+                    "Worker %s: the database failed again right after answering a probe (%s), %.0f s "
+                    "into the outage; probing every %.0f s at most",
+                    worker_name,
+                    first_line(cause),
+                    now - self.since,
+                    PROBE_CAP,
+                )
+        elif self.since is None:
             self.since = self._reminded = now
             self._delay = PROBE_BASE
+            self._flapping = False
             log.warning(
                 "Worker %s: the database at %s is unavailable (%s); jobs handed back unrun, no attempt "
                 "used; taking no jobs until it answers",
@@ -93,11 +126,12 @@ class DatabaseOutage:
             self._next_probe = now + self._delay
             self._delay = min(self._delay * 2, PROBE_CAP)
             return False
+        now = time.monotonic()
+        since = self.since if self.since is not None else now
         log.warning(
-            "Worker %s: the database answers again after %.1f s; taking jobs",
-            worker_name,
-            time.monotonic() - (self.since or time.monotonic()),
+            "Worker %s: the database answers again after %.1f s; taking jobs", worker_name, now - since
         )
+        self._ended = (now, since)
         self.since = None
         return True
 
@@ -105,10 +139,12 @@ class DatabaseOutage:
 class PatientRetry(Retry):
     """Retry Redis connection errors for as long as Redis is away, saying so in the log."""
 
-    def __init__(self, name: Callable[[], str]) -> None:
+    def __init__(self, name: Callable[[], str], on_back: Callable[[float], None] | None = None) -> None:
+        """``name()`` names the worker in the log; ``on_back(seconds_away)`` runs when Redis answers again."""
         backoff = ExponentialWithJitterBackoff(base=REDIS_RETRY_BASE, cap=REDIS_RETRY_CAP)
         super().__init__(backoff, -1, supported_errors=(RedisConnectionError, RedisTimeoutError))
         self._name = name
+        self._on_back = on_back
         self._down_since: float | None = None
         self._reminded = 0.0
 
@@ -128,9 +164,27 @@ class PatientRetry(Retry):
             return fail(error, *failure_count)
 
         result = super().call_with_retry(do, noted_fail, is_retryable, with_failure_count)
-        if self._down_since is not None:
-            log.warning(
-                "Worker %s: Redis is back after %.1f s", self._name(), time.monotonic() - self._down_since
-            )
+        down_since = self._down_since
+        if down_since is not None:
             self._down_since = None
+            away = time.monotonic() - down_since
+            log.warning("Worker %s: Redis is back after %.1f s", self._name(), away)
+            if self._on_back is not None:
+                self._on_back(away)
         return result
+
+
+def postpone_maintenance(worker: BaseWorker) -> Callable[[float], None]:
+    """An ``on_back`` for PatientRetry: the worker's next maintenance pass waits a full interval.
+
+    While Redis was away no worker could refresh a heartbeat, so the started jobs of every live worker
+    look abandoned when it returns (their entries expired: a batch of 32 after 62 s, a job alone after
+    30 s). Recovering them then would retry jobs that are being finished (an attempt used, and a second
+    run). Each worker that held such jobs reconnects within one Redis backoff (``REDIS_RETRY_CAP``) and
+    finishes or heartbeats them; a maintenance interval later, only a dead worker's jobs are left.
+    """
+
+    def postpone(_seconds_away: float) -> None:
+        worker.last_cleaned_at = now()  # RQ runs maintenance maintenance_interval after this
+
+    return postpone

@@ -347,6 +347,7 @@ class FinbertWorker(SimpleWorker):
                     },
                     worker=self.name,
                     replace=replace,
+                    enqueued={request: t.job.enqueued_at for request, t in by_request.items()},
                 )
         except InfrastructureUnavailable:
             raise
