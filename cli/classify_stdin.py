@@ -7,8 +7,8 @@ import sys
 from typing import TextIO
 
 from config import Settings
-from workers.model_marks import has_random_weights
 from model.visible_text import visible_text
+from workers.model_marks import has_random_weights
 
 #: the ``warning`` of every JSON line classified by a model with random weights.
 RANDOM_WEIGHTS_NOTE = "model with random weights: meaningless labels"

@@ -1,8 +1,6 @@
-"""Which database this is: the identity ``volfefe db upgrade`` gave it, read once per process."""
+"""Which database this is: the identity ``volfefe db upgrade`` gave it."""
 
 from __future__ import annotations
-
-from functools import cache
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -16,12 +14,12 @@ class DatabaseNotInitialised(VolfefeError):
     """The database has no identity yet (its tables were never created, or are from before it)."""
 
 
-@cache
 def database_id(database_url: str) -> str:
     """The identity of the database at ``database_url``; DatabaseNotInitialised when it has none.
 
-    Cached per process: the identity never changes while a database exists (a reset database is a
-    new URL's worth of rows and a new process's read).
+    Read at every call (one small query), never cached: a database reset at the same URL (deleted and
+    upgraded again, or dropped and created) is a new database, also to a long-lived process (a worker
+    running the hourly sweep, the web process), which would otherwise enqueue under the old identity.
     """
     try:
         with session_scope(database_url) as session:

@@ -9,13 +9,14 @@ and attempt produced it. The shape (every key always present):
                  tokens, windows, quote, repost, sha256 (of the text the model read)
     quality      margin (top score minus the second), entropy (nats; 0 = certain, ln 3 = no idea)
     processing   classified_at (UTC, ISO 8601), model_seconds (per item), attempt, worker,
-                 engine, precision, model_version
+                 engine, precision, model_version, batch (enqueued_at, items, forward_passes)
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,9 @@ class Processing:
     precision: str
     model_version: str
     attempt: int = 1
+    #: the batch it was read in: ``enqueued_at`` (its job's latest enqueue, ISO 8601 UTC; None outside the
+    #: queue), ``items`` (texts classified together), ``forward_passes`` (rows of each forward pass).
+    batch: Mapping[str, Any] | None = None
 
 
 def margin(scores: dict[str, float]) -> float:
@@ -85,5 +89,6 @@ def audit(prediction: Prediction, facts: TextFacts, processing: Processing) -> d
             "engine": processing.engine,
             "precision": processing.precision,
             "model_version": processing.model_version,
+            "batch": dict(processing.batch) if processing.batch is not None else None,
         },
     }

@@ -10,6 +10,7 @@ tests/test_worker_parity.py runs the same jobs through a plain ``SimpleWorker`` 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from redis import Redis
@@ -21,7 +22,8 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.results import Result
 from rq.scheduler import RQScheduler
-from rq.utils import now
+from rq.utils import decode_redis_hash, now
+from rq.worker import Worker
 
 if TYPE_CHECKING:
     from rq.worker import BaseWorker
@@ -313,3 +315,48 @@ def job_statuses(connection: Redis, job_ids: Sequence[str]) -> list[str | None]:
         for job_id in job_ids:
             pipeline.hget(Job.key_for(job_id), "status")
         return [status.decode() if status else None for status in pipeline.execute()]
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """A registered worker as its hash in Redis describes it (the fields ``BaseWorker.refresh`` reads)."""
+
+    name: str
+    queues: tuple[str, ...]
+    state: str
+    successful_job_count: int
+    failed_job_count: int
+    #: seconds spent running jobs.
+    total_working_time: float
+
+
+def read_workers(connection: Redis, queue_name: str) -> list[WorkerRecord]:
+    """The workers registered on ``queue_name`` whose hash exists, by name, in one round trip that writes nothing.
+
+    Mirrors ``BaseWorker.all(queue=...)``, ``find_by_key`` and ``refresh`` (RQ 3.0.0): the members of
+    ``rq:workers:<queue>`` and the fields of each worker's hash. Unlike ``find_by_key``, a registered
+    worker whose hash has expired (killed without unregistering) is skipped, not removed from
+    ``rq:workers``: a reader (``/metrics``) changes nothing, and RQ's own maintenance cleans it up.
+    """
+    keys = sorted(Worker.all_keys(queue=Queue(queue_name, connection=connection)))
+    with connection.pipeline(transaction=False) as pipeline:
+        for key in keys:
+            pipeline.hgetall(key)
+        hashes = pipeline.execute()
+    prefix = Worker.redis_worker_namespace_prefix
+    records = []
+    for key, raw in zip(keys, hashes, strict=True):
+        if not raw:
+            continue
+        fields = decode_redis_hash(raw, decode_values=True)
+        records.append(
+            WorkerRecord(
+                name=key[len(prefix) :],
+                queues=tuple(name for name in (fields.get("queues") or "").split(",") if name),
+                state=fields.get("state") or "?",
+                successful_job_count=int(fields.get("successful_job_count") or 0),
+                failed_job_count=int(fields.get("failed_job_count") or 0),
+                total_working_time=float(fields.get("total_working_time") or 0),
+            )
+        )
+    return records

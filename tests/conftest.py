@@ -40,6 +40,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "faults: fault-injection suite (kills and restarts servers and workers)"
     )
+    config.addinivalue_line("markers", "slow: takes over ~15 s (long outages); run alone with -m slow")
 
 
 # -- servers (session) ----------------------------------------------------------------------------

@@ -41,9 +41,22 @@ class WorkerProcess:
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
         worker_class: str = "workers.FinbertWorker",
+        queue_name: str | None = None,
     ) -> None:
+        """``queue_name``: the queue to listen on; default ``VOLFEFE_QUEUE`` from ``env``, else the
+        default queue (a FinbertWorker refuses to start on a queue other than its database's)."""
         self.log_path = log_path
-        self.command = [RQ, "worker", QUEUE_NAME, "-w", worker_class, "--with-scheduler", "--url", redis_url]
+        self.queue_name = queue_name or (env or {}).get("VOLFEFE_QUEUE") or QUEUE_NAME
+        self.command = [
+            RQ,
+            "worker",
+            self.queue_name,
+            "-w",
+            worker_class,
+            "--with-scheduler",
+            "--url",
+            redis_url,
+        ]
         self.command += args or []
         self.env = {
             **os.environ,

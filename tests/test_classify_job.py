@@ -11,22 +11,28 @@ from sqlalchemy import func, select
 import config
 import jobs.classify
 from db import queries
+from db.identity import database_id
 from db.models import SENTIMENTS, Classification, Content
 from db.session import session_scope
 from db.store import save_classification
-from jobs.classify import classify_content, classify_contents
+from jobs.classify import ClassificationFailed, JobRefused, classify_content, classify_contents
+from jobs.failures import InfrastructureUnavailable
 from jobs.outcomes import (
     ALREADY_CLASSIFIED,
     CLASSIFIED,
     CONTENT_NOT_FOUND,
     FAILED,
     NO_TEXT_TO_CLASSIFY,
+    REFUSED,
     SKIPPED,
+    WRONG_DATABASE,
     Outcome,
 )
-from workers.visible_text import visible_text
+from model.visible_text import visible_text
 
 MISSING_ID = 987654
+#: the identity of a database other than the test's.
+OTHER_DATABASE = "9f8e7d6c5b"
 _external_ids = itertools.count()
 
 EMPTY_TEXTS = {
@@ -45,6 +51,16 @@ def db_url(migrated_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     config.settings.cache_clear()
     yield migrated_db
     config.settings.cache_clear()
+
+
+@pytest.fixture
+def ident(db_url: str) -> str:
+    """The identity of the test's database: what its jobs carry."""
+    return database_id(db_url)
+
+
+def requests(ident: str, *content_ids: int) -> list[tuple[int, str]]:
+    return [(content_id, ident) for content_id in content_ids]
 
 
 def add(url: str, *texts: str, classified: bool = False) -> list[int]:
@@ -76,8 +92,8 @@ def total_classifications(url: str) -> int:
 # -- skips ---------------------------------------------------------------------------------------
 
 
-def test_missing_content_is_skipped(db_url: str, classifier) -> None:
-    assert classify_content(MISSING_ID) == {
+def test_missing_content_is_skipped(db_url: str, ident: str, classifier) -> None:
+    assert classify_content(MISSING_ID, ident) == {
         "content_id": MISSING_ID,
         "status": SKIPPED,
         "reason": CONTENT_NOT_FOUND,
@@ -86,10 +102,10 @@ def test_missing_content_is_skipped(db_url: str, classifier) -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(EMPTY_TEXTS))
-def test_content_without_visible_text_is_skipped(db_url: str, classifier, kind: str) -> None:
+def test_content_without_visible_text_is_skipped(db_url: str, ident: str, classifier, kind: str) -> None:
     (content_id,) = add(db_url, EMPTY_TEXTS[kind])
     assert visible_text(EMPTY_TEXTS[kind]) == ""
-    assert classify_content(content_id) == {
+    assert classify_content(content_id, ident) == {
         "content_id": content_id,
         "status": SKIPPED,
         "reason": NO_TEXT_TO_CLASSIFY,
@@ -104,9 +120,9 @@ def test_content_without_visible_text_is_skipped(db_url: str, classifier, kind: 
         assert queries.content_counts(session).skipped == 1
 
 
-def test_already_classified_content_is_skipped(db_url: str, classifier) -> None:
+def test_already_classified_content_is_skipped(db_url: str, ident: str, classifier) -> None:
     (content_id,) = add(db_url, "Stocks rally", classified=True)
-    assert classify_content(content_id) == {
+    assert classify_content(content_id, ident) == {
         "content_id": content_id,
         "status": SKIPPED,
         "reason": ALREADY_CLASSIFIED,
@@ -116,20 +132,85 @@ def test_already_classified_content_is_skipped(db_url: str, classifier) -> None:
         assert session.get(Content, content_id).skip_reason is None
 
 
-def test_skips_need_no_model(db_url: str) -> None:
+def test_skips_need_no_model(db_url: str, ident: str) -> None:
     """With nothing to classify the model is never loaded (no classifier is installed here)."""
     (empty,) = add(db_url, "   ")
-    outcomes = classify_contents([MISSING_ID, empty], db_url)
+    outcomes = classify_contents(requests(ident, MISSING_ID, empty), db_url)
     assert [outcome.reason for outcome in outcomes] == [CONTENT_NOT_FOUND, NO_TEXT_TO_CLASSIFY]
+
+
+# -- jobs of another database, and bad arguments -------------------------------------------------
+
+
+def test_a_job_of_another_database_is_refused_and_touches_nothing(db_url: str, ident: str) -> None:
+    """Content 1 exists here, but the job was enqueued for another database's content 1: never run here.
+
+    No classifier is installed: a refusal reads no text and loads no model."""
+    (content_id,) = add(db_url, "Stocks rally on strong earnings")
+    empty, done = add(db_url, "", "x")
+    with session_scope(db_url) as session:
+        session.get(Content, done).classified = True
+
+    outcomes = classify_contents(requests(OTHER_DATABASE, content_id, empty, done, MISSING_ID), db_url)
+
+    why = f"enqueued for database {OTHER_DATABASE}, this worker's database is {ident}"
+    assert outcomes == [
+        Outcome.refused(content_id, WRONG_DATABASE, why),
+        Outcome.refused(empty, WRONG_DATABASE, why),
+        Outcome.refused(done, WRONG_DATABASE, why),
+        Outcome.refused(MISSING_ID, WRONG_DATABASE, why),
+    ]
+    assert all(outcome.status == REFUSED for outcome in outcomes)
+    # Nothing here changed: no row, no flag, no skip recorded (not even for the empty post).
+    assert total_classifications(db_url) == 0
+    with session_scope(db_url) as session:
+        assert session.get(Content, content_id).classified is False
+        assert session.get(Content, empty).skip_reason is None
+        assert queries.unclassified_ids(session) == [content_id, empty]
+    # The RQ job raises: it ends failed (never retried), with the reason.
+    with pytest.raises(JobRefused, match=f"enqueued for database {OTHER_DATABASE}"):
+        classify_content(content_id, OTHER_DATABASE)
+    assert total_classifications(db_url) == 0
+
+
+def test_a_batch_of_two_databases_runs_only_its_own(db_url: str, ident: str, classifier) -> None:
+    ours, theirs = add(db_url, "Stocks rally", "Shares fall")
+    outcomes = classify_contents([(ours, ident), (theirs, OTHER_DATABASE), (ours, OTHER_DATABASE)], db_url)
+    assert [(outcome.content_id, outcome.status) for outcome in outcomes] == [
+        (ours, CLASSIFIED),
+        (theirs, REFUSED),
+        (ours, REFUSED),
+    ]
+    assert len(rows_for(db_url, ours)) == 1
+    assert rows_for(db_url, theirs) == [] and flag(db_url, theirs) is False
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["7", "0a1b2c3d4e"], "content id '7' is not a whole number >= 1"),
+        ([0, "0a1b2c3d4e"], "content id 0 is not a whole number >= 1"),
+        ([True, "0a1b2c3d4e"], "content id True is not a whole number >= 1"),
+        ([7, "../../etc"], "database id '../../etc' is not a database identity"),
+        ([7, 12345], "database id '12345' is not a database identity"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_is_read(db_url: str, args: list, problem: str) -> None:
+    """The job's arguments come from Redis: an id as text (which the old job accepted) is refused now."""
+    (content_id,) = add(db_url, "Shares fall")
+    with pytest.raises(JobRefused) as refused:
+        classify_content(*args)
+    assert str(refused.value) == problem
+    assert rows_for(db_url, content_id) == [] and total_classifications(db_url) == 0
 
 
 # -- classification ------------------------------------------------------------------------------
 
 
-def test_classify_content_stores_one_valid_classification(db_url: str, classifier) -> None:
+def test_classify_content_stores_one_valid_classification(db_url: str, ident: str, classifier) -> None:
     raw = "<p>Stocks <b>rally</b> on strong earnings</p> https://news.example/1 <script>track()</script>"
     (content_id,) = add(db_url, raw)
-    result = classify_content(content_id)
+    result = classify_content(content_id, ident)
 
     (expected,) = classifier.classify(["Stocks rally on strong earnings"])  # what the model reads
     assert result == {
@@ -154,47 +235,43 @@ def test_classify_content_stores_one_valid_classification(db_url: str, classifie
     assert flag(db_url, content_id) is True
 
 
-def test_classify_content_accepts_an_id_as_text(db_url: str, classifier) -> None:
-    (content_id,) = add(db_url, "Shares fall")
-    assert classify_content(str(content_id))["status"] == CLASSIFIED  # type: ignore[arg-type]
-    assert len(rows_for(db_url, content_id)) == 1
-
-
-def test_running_twice_leaves_one_row(db_url: str, classifier) -> None:
+def test_running_twice_leaves_one_row(db_url: str, ident: str, classifier) -> None:
     (content_id,) = add(db_url, "Oil prices surge")
-    first = classify_content(content_id)
+    first = classify_content(content_id, ident)
     assert first["status"] == CLASSIFIED
     (row,) = rows_for(db_url, content_id)
-    second = classify_content(content_id)
+    second = classify_content(content_id, ident)
     assert second == {"content_id": content_id, "status": SKIPPED, "reason": ALREADY_CLASSIFIED}
     (again,) = rows_for(db_url, content_id)
     assert (again.id, again.sentiment, again.confidence) == (row.id, row.sentiment, row.confidence)
 
 
-def test_classified_by_another_session_first(db_url: str, classifier) -> None:
+def test_classified_by_another_session_first(db_url: str, ident: str, classifier) -> None:
     (content_id,) = add(db_url, "Fed hikes rates")
     with session_scope(db_url) as other:
         save_classification(other, content_id, "neutral", 0.5, "other-worker", {"neutral": 0.5})
-    assert classify_contents([content_id], db_url) == [Outcome.skipped(content_id, ALREADY_CLASSIFIED)]
+    assert classify_contents(requests(ident, content_id), db_url) == [
+        Outcome.skipped(content_id, ALREADY_CLASSIFIED)
+    ]
     (row,) = rows_for(db_url, content_id)
     assert (row.model_version, row.sentiment) == ("other-worker", "neutral")
 
 
 def test_concurrent_duplicate_between_read_and_write(
-    db_url: str, classifier, monkeypatch: pytest.MonkeyPatch
+    db_url: str, ident: str, classifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another worker commits the same content after this job read it but before it writes."""
     content_id, neighbour = add(db_url, "Tesla shares plunge", "Apple beat revenue forecast")
     real_batch_save = jobs.classify.save_classifications
 
-    def racing_batch_save(session, version, rows):
+    def racing_batch_save(session, version, rows, *args, **kwargs):
         assert set(rows) == {content_id, neighbour}  # both were read as unclassified
         with session_scope(db_url) as other:  # its own connection and transaction, committed first
             assert save_classification(other, content_id, "positive", 0.42, "other-worker", {}) is True
-        return real_batch_save(session, version, rows)
+        return real_batch_save(session, version, rows, *args, **kwargs)
 
     monkeypatch.setattr(jobs.classify, "save_classifications", racing_batch_save)
-    outcomes = classify_contents([content_id, neighbour], db_url)
+    outcomes = classify_contents(requests(ident, content_id, neighbour), db_url)
     assert outcomes[0] == Outcome.skipped(content_id, ALREADY_CLASSIFIED)
     assert outcomes[1].status == CLASSIFIED
     (row,) = rows_for(db_url, content_id)
@@ -206,12 +283,12 @@ def test_concurrent_duplicate_between_read_and_write(
 # -- the batch form ------------------------------------------------------------------------------
 
 
-def test_batch_gives_one_outcome_per_distinct_id_in_order(db_url: str, classifier) -> None:
+def test_batch_gives_one_outcome_per_distinct_request_in_order(db_url: str, ident: str, classifier) -> None:
     rally, empty, fall, done = add(db_url, "Stocks rally", "<br>", "Shares fall after weak guidance", "x")
     with session_scope(db_url) as session:
         session.get(Content, done).classified = True
     ids = [fall, MISSING_ID, rally, fall, empty, done, rally]
-    outcomes = classify_contents(ids, db_url)
+    outcomes = classify_contents(requests(ident, *ids), db_url)
     assert [outcome.content_id for outcome in outcomes] == [fall, MISSING_ID, rally, empty, done]
     assert [(outcome.status, outcome.reason) for outcome in outcomes] == [
         (CLASSIFIED, None),
@@ -244,9 +321,9 @@ def test_batch_of_nothing(db_url: str, classifier) -> None:
     assert classify_contents([], db_url) == []
 
 
-def test_same_text_in_many_contents(db_url: str, classifier) -> None:
+def test_same_text_in_many_contents(db_url: str, ident: str, classifier) -> None:
     ids = add(db_url, "Markets surge", "<b>Markets</b> surge", "Markets   surge https://x.example")
-    outcomes = classify_contents(ids, db_url)
+    outcomes = classify_contents(requests(ident, *ids), db_url)
     assert [outcome.status for outcome in outcomes] == [CLASSIFIED] * 3
     assert len({(outcome.sentiment, outcome.confidence) for outcome in outcomes}) == 1
     assert total_classifications(db_url) == 3
@@ -257,8 +334,8 @@ def break_store_for(monkeypatch: pytest.MonkeyPatch, broken: int) -> None:
     real_batch_save = jobs.classify.save_classifications
     real_save = jobs.classify.save_classification
 
-    def failing_batch_save(session, version, rows):
-        inserted = real_batch_save(session, version, rows)  # written, then rolled back
+    def failing_batch_save(session, version, rows, *args, **kwargs):
+        inserted = real_batch_save(session, version, rows, *args, **kwargs)  # written, then rolled back
         if broken in rows:
             raise RuntimeError("disk full")
         return inserted
@@ -274,16 +351,16 @@ def break_store_for(monkeypatch: pytest.MonkeyPatch, broken: int) -> None:
 
 
 def test_a_store_failure_fails_only_that_content(
-    db_url: str, classifier, monkeypatch: pytest.MonkeyPatch
+    db_url: str, ident: str, classifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before, broken, after = add(db_url, "Stocks rally", "Shares fall", "Oil prices surge")
     break_store_for(monkeypatch, broken)
-    outcomes = classify_contents([before, broken, after], db_url)
+    outcomes = classify_contents(requests(ident, before, broken, after), db_url)
     assert [outcome.status for outcome in outcomes] == [CLASSIFIED, FAILED, CLASSIFIED]
     failed = outcomes[1]
     assert failed.content_id == broken
-    assert failed.error == "RuntimeError: disk full"
-    assert failed.as_result() == {"content_id": broken, "status": FAILED, "error": "RuntimeError: disk full"}
+    assert failed.error == "disk full"
+    assert failed.as_result() == {"content_id": broken, "status": FAILED, "error": "disk full"}
     # Its own transaction was rolled back; the neighbours' were committed.
     assert rows_for(db_url, broken) == []
     assert flag(db_url, broken) is False
@@ -293,41 +370,53 @@ def test_a_store_failure_fails_only_that_content(
 
 
 def test_a_content_deleted_before_the_write_fails_alone(
-    db_url: str, classifier, monkeypatch: pytest.MonkeyPatch
+    db_url: str, ident: str, classifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A real database error for one row (foreign key), not a mock: the batch falls back to one by one."""
     before, deleted, after = add(db_url, "Stocks rally", "Shares fall", "Oil prices surge")
     real_batch_save = jobs.classify.save_classifications
 
-    def delete_then_save(session, version, rows):
+    def delete_then_save(session, version, rows, *args, **kwargs):
         with session_scope(db_url) as other:
             other.delete(other.get(Content, deleted))
-        return real_batch_save(session, version, rows)
+        return real_batch_save(session, version, rows, *args, **kwargs)
 
     monkeypatch.setattr(jobs.classify, "save_classifications", delete_then_save)
-    outcomes = classify_contents([before, deleted, after], db_url)
+    outcomes = classify_contents(requests(ident, before, deleted, after), db_url)
     assert [outcome.status for outcome in outcomes] == [CLASSIFIED, FAILED, CLASSIFIED]
-    assert outcomes[1].error.startswith("IntegrityError")
+    assert outcomes[1].error is not None
+    assert any(word in outcomes[1].error.lower() for word in ("foreign key", "violates")), outcomes[1].error
     assert rows_for(db_url, deleted) == []
     assert len(rows_for(db_url, before)) == 1 and len(rows_for(db_url, after)) == 1
 
 
-def test_a_store_failure_raises_with_raise_errors(
-    db_url: str, classifier, monkeypatch: pytest.MonkeyPatch
+def test_the_rq_job_raises_the_posts_own_failure_so_that_rq_retries_it(
+    db_url: str, ident: str, classifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The old ``raise_errors=True`` is gone: the batch stores its neighbours, and the job of the failing
+    post raises ClassificationFailed (retried by RQ, then failed); a retry once the store works succeeds."""
     before, broken, after = add(db_url, "Stocks rally", "Shares fall", "Oil prices surge")
     break_store_for(monkeypatch, broken)
-    with pytest.raises(RuntimeError, match="disk full"):
-        classify_contents([before, broken, after], db_url, raise_errors=True)
-    # The batch's one transaction was rolled back: nothing is half-stored.
-    assert total_classifications(db_url) == 0
-    assert [flag(db_url, content_id) for content_id in (before, broken, after)] == [False] * 3
-    # The RQ job raises too, so that RQ retries it...
-    with pytest.raises(RuntimeError, match="disk full"):
-        classify_content(broken)
+    with pytest.raises(ClassificationFailed, match=r"^disk full$"):
+        classify_content(broken, ident)
+    assert rows_for(db_url, broken) == [] and flag(db_url, broken) is False
+    assert classify_content(before, ident)["status"] == CLASSIFIED  # its neighbours are unaffected
     # ...and a retry once the store works again classifies it.
     monkeypatch.undo()
     monkeypatch.setenv("DATABASE_URL", db_url)
-    assert classify_content(broken)["status"] == CLASSIFIED
+    assert classify_content(broken, ident)["status"] == CLASSIFIED
     assert len(rows_for(db_url, broken)) == 1
-    assert total_classifications(db_url) == 1
+    assert rows_for(db_url, after) == []
+    assert total_classifications(db_url) == 2
+
+
+def test_an_unreachable_database_raises_infrastructure_unavailable(ident: str) -> None:
+    """Nothing is decided about the posts: the worker hands their jobs back (no attempt used)."""
+    from services.redis_server import free_port
+
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
+    with pytest.raises(InfrastructureUnavailable) as raised:
+        classify_contents(requests(ident, 1, 2), url)
+    message = str(raised.value)
+    assert len(message.splitlines()) == 1 and "127.0.0.1" in message, message
+    assert "sqlalche.me" not in message

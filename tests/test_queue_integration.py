@@ -30,9 +30,11 @@ import pytest
 from redis import Redis
 from rq.job import Job, JobStatus
 from rq.results import Result
+from rq.serializers import JSONSerializer
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from db.identity import database_id
 from db.migrate import upgrade
 from db.models import SENTIMENTS, Classification, Content
 from db.queries import unclassified_ids
@@ -40,17 +42,19 @@ from db.session import engine_for, session_scope
 from jobs.monitoring import live_workers, queue_counts
 from jobs.outcomes import CLASSIFIED, CONTENT_NOT_FOUND, NO_TEXT_TO_CLASSIFY, SKIPPED
 from jobs.queue import (
+    ENQUEUE_CHUNK,
     FAILURE_TTL,
     JOB_FUNCTION,
     MAX_ATTEMPTS,
+    POST_FAILURE_COOL_DOWN,
     QUEUE_NAME,
     RETRY_INTERVALS,
     classification_queue,
     enqueue_ids,
+    failure_cool_down,
     job_id_for,
 )
 from jobs.sweep import sweep
-from services.dashboard import DEFAULT_BIND, DashboardRefused, dashboard_command, dashboard_environment
 from tests.processes import READY_LINE, READY_TIMEOUT, WorkerProcess, wait_for
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -143,8 +147,16 @@ def wait_statuses(
     return seen
 
 
-def fetch(connection: Redis, content_id: int) -> Job:
-    return Job.fetch(job_id_for(content_id), connection=connection)
+def fetch(connection: Redis, database_url: str, content_id: int) -> Job:
+    """The job of ``content_id`` of the database at ``database_url`` (JSON, as every job of ours)."""
+    return Job.fetch(
+        job_id_for(content_id, database_id(database_url)), connection=connection, serializer=JSONSerializer
+    )
+
+
+def job_ids_of(database_url: str, content_ids: list[int]) -> list[str]:
+    identity = database_id(database_url)
+    return [job_id_for(content_id, identity) for content_id in content_ids]
 
 
 def worker_name(worker: WorkerProcess) -> str:
@@ -310,8 +322,9 @@ def test_two_workers_end_every_job_once_and_skip_without_retry(
     workers = start_workers(
         redis_url, pg_db, count=2, env={"FINBERT_BATCH_SIZE": "16", "WORKER_BATCH_JOBS": "16"}
     )
-    report = enqueue_ids(classification_queue(connection), [*ids, *missing])
+    report = enqueue_ids(connection, pg_db, [*ids, *missing])
     assert sorted(report.enqueued) == sorted([*ids, *missing])
+    assert report.database_id == database_id(pg_db)
     job_ids = report.job_ids
     assert len(job_ids) == 210
 
@@ -325,9 +338,10 @@ def test_two_workers_end_every_job_once_and_skip_without_retry(
     assert flagged == with_text
     # Each job ran once (one result, no retry used) and says what happened.
     ran_on: set[str] = set()
-    for job in Job.fetch_many(job_ids, connection=connection):
+    for job in Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer):
         assert job is not None
-        content_id = job.args[0]
+        content_id, job_database = job.args
+        assert job_database == report.database_id
         assert Result.count(job) == 1, job.id
         assert job.retries_left == MAX_ATTEMPTS - 1, job.id
         result = job.latest_result()
@@ -355,41 +369,86 @@ def test_two_workers_end_every_job_once_and_skip_without_retry(
 # -- retries --------------------------------------------------------------------------------------
 
 
+def allow_connections(postgres_server, name: str, allowed: bool) -> None:
+    """Open or close database ``name`` to new sessions (superusers too), ending its sessions on closing."""
+    with psycopg.connect(postgres_server.conninfo(), autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {str(allowed).lower()}')
+    if not allowed:
+        postgres_server.terminate_connections(name)
+
+
 @pytest.mark.integration
-def test_a_database_unreachable_at_the_first_attempt_is_retried_and_succeeds(
+def test_an_unavailable_database_costs_no_attempt(
     postgres_server, redis_url: str, connection: Redis, start_workers
 ) -> None:
-    """The worker starts on a PostgreSQL database that does not exist yet; it exists by the retry."""
+    """The database is unavailable at the worker's start, then again in the middle of a batch.
+
+    Rewritten for workers that wait out outages: before, the first attempt failed and a retry (5 s
+    later) succeeded; now the worker waits for its database, and a batch whose database fails goes
+    back to the queue unrun, without using an attempt, until the database answers again.
+    """
     name = f"t_late_{uuid.uuid4().hex[:10]}"
     url = postgres_server.url(name)
     workers: list[WorkerProcess] = []
     try:
-        workers += start_workers(redis_url, url)
-        (worker,) = workers
-        enqueue_ids(classification_queue(connection), [1, 2])
-        job_ids = [job_id_for(1), job_id_for(2)]
-
-        wait_statuses(
-            connection,
-            job_ids,
-            accept=lambda _job_id, status: status == JobStatus.SCHEDULED.value,
-            timeout=60,
-            what="the first attempts to fail and be scheduled for a retry",
+        # 1. The database does not exist yet: the worker waits for it (no exit, no job taken).
+        worker = WorkerProcess(
+            redis_url,
+            url,
+            start_workers.model_dir,
+            start_workers.tmp_path / "late-worker.log",
+            env={"FINBERT_BATCH_WAIT_MS": "3000"},
         )
-        assert all(fetch(connection, content_id).retries_left == MAX_ATTEMPTS - 2 for content_id in (1, 2))
+        start_workers.started.append(worker)
+        workers.append(worker.start(wait_ready=False))
+        wait_for(
+            lambda: "is unavailable" in worker.log() or not worker.running,
+            READY_TIMEOUT,
+            what="the worker to find its database unavailable",
+        )
+        assert worker.running, worker.log()[-3000:]
         assert f'database "{name}" does not exist' in worker.log()
+        assert READY_LINE not in worker.log()
 
         postgres_server.create_database(name)
         upgrade(url)
         assert add_contents(url, [headline(1), headline(2)]) == [1, 2]
+        wait_for(lambda: READY_LINE in worker.log(), 60, what="the worker to start once its database exists")
+        first = enqueue_ids(connection, url, [1, 2])
+        assert set(wait_statuses(connection, first.job_ids, timeout=60).values()) == {"finished"}
 
-        final = wait_statuses(connection, job_ids, timeout=60)  # the retry is due 5 s after the failure
+        # 2. The batch is taken (the worker waits 3 s for it to fill), then the database closes.
+        assert add_contents(url, [headline(3), headline(4)]) == [3, 4]
+        queue = classification_queue(connection)
+        second = enqueue_ids(connection, url, [3, 4])
+        wait_for(
+            lambda: connection.llen(queue.key) == 0 and connection.llen(queue.intermediate_queue_key) == 2,
+            10,
+            interval=0.01,
+            what="the worker to take the batch",
+        )
+        allow_connections(postgres_server, name, False)
+        try:
+            wait_for(
+                lambda: "handed 2 jobs back to the queue" in worker.log(),
+                30,
+                what="the worker to hand the batch back",
+            )
+            assert set(statuses(connection, second.job_ids).values()) == {JobStatus.QUEUED.value}
+            assert connection.lrange(queue.key, 0, -1) == [job_id.encode() for job_id in second.job_ids]
+            assert connection.llen(queue.intermediate_queue_key) == 0
+            assert connection.zcard(queue.started_job_registry.key) == 0
+        finally:
+            allow_connections(postgres_server, name, True)
+        final = wait_statuses(connection, second.job_ids, timeout=60)
 
         assert set(final.values()) == {"finished"}
-        assert classification_counts(url) == {1: 1, 2: 1}
-        for content_id in (1, 2):
-            job = fetch(connection, content_id)
-            assert job.retries_left == MAX_ATTEMPTS - 2  # one retry used
+        assert "answers again" in worker.log()
+        assert classification_counts(url) == {1: 1, 2: 1, 3: 1, 4: 1}
+        for content_id in (1, 2, 3, 4):
+            job = fetch(connection, url, content_id)
+            assert job.retries_left == MAX_ATTEMPTS - 1, content_id  # no attempt used
+            assert Result.count(job) == 1, content_id  # one execution ended it
             assert job.return_value()["status"] == CLASSIFIED
     finally:
         for worker in workers:
@@ -426,12 +485,12 @@ def test_one_batch_mixing_outcomes_and_a_permanent_failure(
         missing[3],
     ]
     assert len(order) == 32
-    report = enqueue_ids(classification_queue(connection), order)  # all waiting before the worker starts
+    report = enqueue_ids(connection, pg_db, order)  # all waiting before the worker starts
     assert report.enqueued == order
     neighbours = [content_id for content_id in order if content_id != bad]
 
     (worker,) = start_workers(redis_url, pg_db, env={"FINBERT_BATCH_SIZE": "32", "WORKER_BATCH_JOBS": "32"})
-    bad_job_id = job_id_for(bad)
+    bad_job_id = job_id_for(bad, report.database_id)
 
     def attempts() -> int:
         """Executions of the failing job that raised: the worker counts them, and logs each traceback."""
@@ -443,19 +502,19 @@ def test_one_batch_mixing_outcomes_and_a_permanent_failure(
     # First pass: every neighbour ends; the failing job waits for its first retry.
     wait_statuses(
         connection,
-        [job_id_for(content_id) for content_id in order],
+        report.job_ids,
         accept=lambda job_id, status: status == "scheduled" if job_id == bad_job_id else status in FINAL,
         timeout=JOBS_TIMEOUT,
         what="the batch to run once",
     )
     assert attempts() == 1
-    assert fetch(connection, bad).retries_left == MAX_ATTEMPTS - 2
+    assert fetch(connection, pg_db, bad).retries_left == MAX_ATTEMPTS - 2
     assert "finished 31 jobs in one batch" in worker.log(), "the 32 jobs should have run as one batch"
 
     final = wait_statuses(connection, [bad_job_id], timeout=JOBS_TIMEOUT, what="the failing job to fail")
 
     assert final == {bad_job_id: "failed"}
-    job = fetch(connection, bad)
+    job = fetch(connection, pg_db, bad)
     queue = classification_queue(connection)
     assert queue.failed_job_registry.get_job_ids() == [bad_job_id]
     assert attempts() == MAX_ATTEMPTS == 3
@@ -474,7 +533,7 @@ def test_one_batch_mixing_outcomes_and_a_permanent_failure(
     # The neighbours: each ran once, in its own right state, untouched by the failures.
     assert classification_counts(pg_db) == dict.fromkeys(good, 1)
     for content_id in neighbours:
-        neighbour = fetch(connection, content_id)
+        neighbour = fetch(connection, pg_db, content_id)
         assert neighbour.get_status() == JobStatus.FINISHED, content_id
         assert Result.count(neighbour) == 1 and neighbour.retries_left == MAX_ATTEMPTS - 1, content_id
         value = neighbour.return_value()
@@ -485,6 +544,7 @@ def test_one_batch_mixing_outcomes_and_a_permanent_failure(
             assert value == {"content_id": content_id, "status": SKIPPED, "reason": reason}
     # While it cools down, neither a sweep nor an explicit enqueue doubles it.
     assert 0 < connection.ttl(job.key) <= FAILURE_TTL
+    assert failure_cool_down(job) == POST_FAILURE_COOL_DOWN  # the post failed on its own: a day
     assert sweep(connection, pg_db).cooling_down == [bad]
     assert queue.count == 0
 
@@ -492,60 +552,77 @@ def test_one_batch_mixing_outcomes_and_a_permanent_failure(
     drop_failing_store_trigger(postgres_server, pg_db)
     queue.failed_job_registry.requeue(job.id)
     assert queue.failed_job_registry.get_job_ids() == []
-    assert fetch(connection, bad).get_status() in {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.FINISHED}
+    assert fetch(connection, pg_db, bad).get_status() in {
+        JobStatus.QUEUED,
+        JobStatus.STARTED,
+        JobStatus.FINISHED,
+    }
     assert wait_statuses(connection, [job.id], timeout=60) == {job.id: "finished"}
     assert classification_counts(pg_db) == dict.fromkeys([*good, bad], 1)
-    assert fetch(connection, bad).return_value()["status"] == CLASSIFIED
+    assert fetch(connection, pg_db, bad).return_value()["status"] == CLASSIFIED
 
 
 @pytest.mark.integration
 def test_a_job_that_depends_on_a_classification_job_runs_after_it(
     pg_db: str, redis_url: str, connection: Redis, start_workers
 ) -> None:
-    """As with RQ's own success path (a plain SimpleWorker runs the dependent at once)."""
-    (content_id,) = add_contents(pg_db, [headline(1)])
+    """As with RQ's own success path (a plain SimpleWorker runs the dependent at once).
+
+    The dependent is a classification job: a job of another function (``math.sqrt`` before the
+    allow-list) is refused unrun now, which the end of this test shows.
+    """
+    parent, child = add_contents(pg_db, [headline(1), headline(2)])
     queue = classification_queue(connection)
-    enqueue_ids(queue, [content_id])
-    after = queue.enqueue("math.sqrt", 16, job_id="after-classification", depends_on=job_id_for(content_id))
-    assert after.get_status() == JobStatus.DEFERRED
+    report = enqueue_ids(connection, pg_db, [parent])
+    ident = report.database_id
+    after = queue.enqueue(
+        JOB_FUNCTION, child, ident, job_id=job_id_for(child, ident), depends_on=report.job_ids[0]
+    )
+    foreign = queue.enqueue("math.sqrt", 16, job_id="after-classification", depends_on=report.job_ids[0])
+    assert after.get_status() == foreign.get_status() == JobStatus.DEFERRED
     start_workers(redis_url, pg_db)
-    assert wait_statuses(connection, [job_id_for(content_id)], timeout=60) == {
-        job_id_for(content_id): "finished"
-    }
+    assert wait_statuses(connection, report.job_ids, timeout=60) == {report.job_ids[0]: "finished"}
 
     # RQ enqueues the dependents as it finishes the parent: a few seconds is plenty.
-    final = wait_statuses(connection, [after.id], timeout=5, what="the dependent job to run")
+    final = wait_statuses(connection, [after.id, foreign.id], timeout=5, what="the dependent jobs to end")
 
-    assert final == {after.id: "finished"}
-    assert Job.fetch(after.id, connection=connection).return_value() == 4.0
+    assert final == {after.id: "finished", foreign.id: "failed"}
+    assert fetch(connection, pg_db, child).return_value()["status"] == CLASSIFIED
+    assert classification_counts(pg_db) == {parent: 1, child: 1}
+    refused = Job.fetch(foreign.id, connection=connection, serializer=JSONSerializer)
+    assert refused.return_value() is None
+    assert "refused: function 'math.sqrt' is not a job of this project" in refused.latest_result().exc_string
+    assert queue.failed_job_registry.get_job_ids() == [foreign.id]
 
 
 # -- concurrent enqueuers -------------------------------------------------------------------------
 
 
-def _enqueue_racer(redis_url: str, ids: list[int], seed: int, barrier, results) -> None:
+def _enqueue_racer(redis_url: str, database_url: str, ids: list[int], seed: int, barrier, results) -> None:
     """One enqueuing process: wait for the others, then enqueue ``ids`` in its own order."""
     from redis import Redis
 
-    from jobs.queue import classification_queue, enqueue_ids
+    from jobs.queue import enqueue_ids
 
     order = list(ids)
     random.Random(seed).shuffle(order)
     client = Redis.from_url(redis_url)
-    queue = classification_queue(client)
     client.ping()
     barrier.wait(timeout=60)
-    results.put(asdict(enqueue_ids(queue, order)))
+    results.put(asdict(enqueue_ids(client, database_url, order)))
 
 
 @pytest.mark.integration
-def test_four_processes_enqueueing_the_same_ids_make_one_job_each(redis_url: str, connection: Redis) -> None:
-    ids = list(range(1, 1001))
+def test_four_processes_enqueueing_the_same_ids_make_one_job_each(
+    sqlite_db: str, redis_url: str, connection: Redis
+) -> None:
+    # Several of enqueue_ids's chunks per process, each in its own order: the processes' chunks overlap.
+    ids = list(range(1, 4 * ENQUEUE_CHUNK + 1))
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(4)
     results = context.Queue()
     processes = [
-        context.Process(target=_enqueue_racer, args=(redis_url, ids, seed, barrier, results))
+        context.Process(target=_enqueue_racer, args=(redis_url, sqlite_db, ids, seed, barrier, results))
         for seed in range(4)
     ]
     try:
@@ -565,17 +642,18 @@ def test_four_processes_enqueueing_the_same_ids_make_one_job_each(redis_url: str
     assert sorted(enqueued) == ids, "each id enqueued by exactly one process"
     for report in reports:
         assert sorted(report["enqueued"] + report["already_pending"]) == ids
-        assert report["recently_finished"] == report["cooling_down"] == []
+        assert report["recently_finished"] == report["cooling_down"] == report["retried_after_failure"] == []
+        assert report["database_id"] == database_id(sqlite_db)
     assert sum(1 for report in reports if report["enqueued"]) >= 2, "the processes did not race"
-    # Exactly 1,000 jobs exist: the queue holds each once, no registry holds any.
+    # Exactly one job per id exists: the queue holds each once, no registry holds any.
     queue = classification_queue(connection)
     waiting = [job_id.decode() for job_id in connection.lrange(queue.key, 0, -1)]
-    assert len(waiting) == len(set(waiting)) == 1000
-    assert set(waiting) == {job_id_for(content_id) for content_id in ids}
+    assert len(waiting) == len(set(waiting)) == len(ids)
+    assert set(waiting) == set(job_ids_of(sqlite_db, ids))
     counts = queue_counts(connection)
-    assert counts.queued == 1000
+    assert counts.queued == len(ids)
     assert counts.started == counts.finished == counts.failed == counts.scheduled == counts.deferred == 0
-    assert len(list(connection.scan_iter("rq:job:*", count=1000))) == 1000
+    assert len(list(connection.scan_iter("rq:job:*", count=1000))) == len(ids)
 
 
 # -- sweep and scheduler --------------------------------------------------------------------------
@@ -607,95 +685,31 @@ def test_content_imported_later_is_picked_up_by_the_sweep_on_sqlite(
     first = run_command([sys.executable, "scheduler.py", "--once"], env)
     assert first.returncode == 0, first.stderr
     assert "sweep: enqueued 3," in first.stdout
-    wait_statuses(connection, [job_id_for(i) for i in (1, 2, 3)])
+    wait_statuses(connection, job_ids_of(sqlite_db, [1, 2, 3]))
     assert classification_counts(sqlite_db) == {1: 1, 2: 1, 3: 1}
 
     import_file("second.jsonl", [headline(10), headline(11)])
     second = run_command([sys.executable, "scheduler.py", "--once"], env)
     assert second.returncode == 0, second.stderr
     assert "sweep: enqueued 2, already waiting or running 0, finished in the last 10 min 0" in second.stdout
-    wait_statuses(connection, [job_id_for(4), job_id_for(5)])
+    wait_statuses(connection, job_ids_of(sqlite_db, [4, 5]))
     assert classification_counts(sqlite_db) == dict.fromkeys([1, 2, 3, 4, 5], 1)
 
     # The hour strikes: rq-scheduler moves the registered sweep onto the queue, the worker runs it.
     import_file("third.jsonl", [headline(20)])
     registered = scheduler.register_sweep(connection)
-    sweep_job = Job.fetch(scheduler.SWEEP_JOB_ID, connection=connection)
+    sweep_job = Job.fetch(scheduler.SWEEP_JOB_ID, connection=connection, serializer=JSONSerializer)
     registered.enqueue_job(sweep_job)
     wait_statuses(connection, [scheduler.SWEEP_JOB_ID], what="the hourly sweep job")
-    assert Job.fetch(scheduler.SWEEP_JOB_ID, connection=connection).return_value() == {
-        "enqueued": 1,
-        "already_pending": 0,
-    }
-    wait_statuses(connection, [job_id_for(6)])
+    swept = Job.fetch(scheduler.SWEEP_JOB_ID, connection=connection, serializer=JSONSerializer)
+    assert swept.return_value() == {"enqueued": 1, "already_pending": 0, "cooling_down": 0}
+    wait_statuses(connection, job_ids_of(sqlite_db, [6]))
     assert classification_counts(sqlite_db) == dict.fromkeys([1, 2, 3, 4, 5, 6], 1)
     assert connection.zrange(Scheduler.scheduled_jobs_key, 0, -1) == [scheduler.SWEEP_JOB_ID.encode()]
 
 
-def start_scheduler(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """``python scheduler.py``, running, once it has registered the sweep (killed by the caller)."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "scheduler.py"], cwd=PROJECT, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-    try:
-        wait_for(
-            lambda: "hourly sweep registered" in log.read_text() or process.poll() is not None,
-            60,
-            what="scheduler.py to register the sweep",
-        )
-        assert process.poll() is None, log.read_text()
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
-    return process
-
-
-@pytest.mark.integration
-@pytest.mark.filterwarnings("ignore::FutureWarning")  # crontab, via rq-scheduler
-def test_registering_the_sweep_twice_leaves_one_cron_entry(
-    redis_url: str, connection: Redis, tmp_path: Path
-) -> None:
-    from rq_scheduler import Scheduler
-
-    import scheduler
-
-    key = Scheduler.scheduled_jobs_key
-    assert key == "rq:scheduler:scheduled_jobs"
-    scheduler.register_sweep(connection)
-    scheduler.register_sweep(connection)
-    assert connection.zrange(key, 0, -1) == [b"hourly-sweep"]
-
-    env = command_env(redis_url, "sqlite:///unused.db", tmp_path)
-    runs: list[subprocess.Popen[bytes]] = []
-    try:
-        for index in range(2):
-            runs.append(start_scheduler(env, tmp_path / f"scheduler-{index}.log"))
-    finally:
-        for process in runs:
-            process.kill()
-            process.wait()
-
-    entries = connection.zrange(key, 0, -1, withscores=True)
-    assert [member for member, _score in entries] == [b"hourly-sweep"]
-    (_, due), *_ = entries
-    assert due % 3600 == 0 and 0 < due - time.time() <= 3600, "due at the top of the next hour"
-    job = Job.fetch("hourly-sweep", connection=connection)
-    assert job.func_name == scheduler.SWEEP_FUNCTION
-    assert job.origin == QUEUE_NAME
-    assert job.meta.get("cron_string") == "0 * * * *"
-
-
-@pytest.mark.integration
-def test_scheduler_prints_no_crontab_future_warning(redis_url: str, tmp_path: Path) -> None:
-    """DESIGN decision 1: rq-scheduler's FutureWarning from crontab is filtered."""
-    log = tmp_path / "scheduler.log"
-    process = start_scheduler(command_env(redis_url, "sqlite:///unused.db", tmp_path), log)
-    process.kill()
-    process.wait()
-
-    assert "FutureWarning" not in log.read_text()
+# test_registering_the_sweep_twice_leaves_one_cron_entry and test_scheduler_prints_no_crontab_future_warning
+# live in tests/test_scheduler.py, with the scheduler's other tests.
 
 
 # -- the warm worker ------------------------------------------------------------------------------
@@ -715,7 +729,7 @@ def test_one_worker_loads_the_model_once_for_many_jobs(
     assert classification_counts(pg_db) == dict.fromkeys(report.enqueued, 1)
     assert len(re.findall(r"Worker: model .* loaded from ", worker.log())) == 1
     name = worker_name(worker)
-    assert {fetch(connection, i).latest_result().worker_name for i in report.enqueued} == {name}
+    assert {fetch(connection, pg_db, i).latest_result().worker_name for i in report.enqueued} == {name}
     (info,) = live_workers(connection)
     assert info.name == name and info.pid == worker.pid
     assert info.successful_jobs == 100 and info.failed_jobs == 0
@@ -853,11 +867,15 @@ def test_status_reports_queue_workers_and_database_without_changing_anything(
     name = worker_name(worker)
     wait_for(lambda: [w.name for w in live_workers(connection)] == [name], 30, what="the worker to register")
     queue = classification_queue(connection)
-    report = enqueue_ids(queue, ids)
-    # One job of each other state: failed (no retry), scheduled (an hour ahead), deferred (behind it).
+    report = enqueue_ids(connection, pg_db, ids)
+    ident = report.database_id
+    # One job of each other state: failed (refused unrun: not a job of this project), scheduled (an
+    # hour ahead), deferred (behind it).
     broken = queue.enqueue("math.sqrt", -1, job_id="status-probe-failing")
-    later = queue.enqueue_in(timedelta(hours=1), JOB_FUNCTION, 424242, job_id=job_id_for(424242))
-    queue.enqueue(JOB_FUNCTION, 434343, job_id=job_id_for(434343), depends_on=later)
+    later = queue.enqueue_in(
+        timedelta(hours=1), JOB_FUNCTION, 424242, ident, job_id=job_id_for(424242, ident)
+    )
+    queue.enqueue(JOB_FUNCTION, 434343, ident, job_id=job_id_for(434343, ident), depends_on=later)
     wait_statuses(connection, [*report.job_ids, broken.id])
     wait_for(lambda: live_workers(connection)[0].state == "idle", 30, what="the worker to be idle")
     env = command_env(redis_url, pg_db, tmp_path)
@@ -886,7 +904,7 @@ def test_status_reports_queue_workers_and_database_without_changing_anything(
 
     # Stopped: no live worker; a stale started entry (RQ's registry.count() would clean it) stays.
     worker.stop()
-    stale = f"{job_id_for(ids[0])}:0123456789abcdef"
+    stale = f"{job_id_for(ids[0], ident)}:0123456789abcdef"
     connection.zadd(queue.started_job_registry.key, {stale: time.time() - 3600})
     before = registry_snapshot(connection)
     result = run_command([VOLFEFE, "status", "--json"], env)
@@ -898,71 +916,6 @@ def test_status_reports_queue_workers_and_database_without_changing_anything(
     assert status["jobs"]["started"] == 1
     assert after == before
     assert connection.zscore(queue.started_job_registry.key, stale) is not None
-
-
-# -- dashboard ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def no_dashboard_auth(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("RQ_DASHBOARD_USERNAME", raising=False)
-    monkeypatch.delenv("RQ_DASHBOARD_PASSWORD", raising=False)
-
-
-def test_dashboard_binds_loopback_by_default(no_dashboard_auth: None) -> None:
-    assert DEFAULT_BIND == "127.0.0.1"
-    command = dashboard_command()
-    assert command[command.index("--bind") + 1] == "127.0.0.1"
-
-
-def test_dashboard_gets_the_redis_url_from_the_environment_not_argv(no_dashboard_auth: None) -> None:
-    url = "redis://:s3cret@127.0.0.1:6379/0"
-    assert not any("s3cret" in part for part in dashboard_command())
-    assert dashboard_environment(url)["RQ_DASHBOARD_REDIS_URL"] == url
-
-
-@pytest.mark.parametrize("bind", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
-def test_dashboard_allows_loopback_without_credentials(bind: str, no_dashboard_auth: None) -> None:
-    command = dashboard_command(bind)
-    assert command[command.index("--bind") + 1] == bind
-
-
-@pytest.mark.parametrize("bind", ["0.0.0.0", "::", "192.168.1.20", "dashboard.example.com"])
-@pytest.mark.parametrize(
-    "credentials", [{}, {"RQ_DASHBOARD_USERNAME": "admin"}, {"RQ_DASHBOARD_PASSWORD": "s3cret"}]
-)
-def test_dashboard_refuses_an_exposed_bind_without_credentials(
-    bind: str, credentials: dict[str, str], no_dashboard_auth: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for key, value in credentials.items():
-        monkeypatch.setenv(key, value)
-    with pytest.raises(DashboardRefused, match="RQ_DASHBOARD_USERNAME"):
-        dashboard_command(bind)
-
-
-@pytest.mark.parametrize("bind", ["0.0.0.0", "192.168.1.20"])
-def test_dashboard_allows_an_exposed_bind_with_credentials(
-    bind: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("RQ_DASHBOARD_USERNAME", "admin")
-    monkeypatch.setenv("RQ_DASHBOARD_PASSWORD", "s3cret")
-    command = dashboard_command(bind, 9999)
-    assert command[command.index("--bind") + 1] == bind
-    assert command[command.index("--port") + 1] == "9999"
-    assert "s3cret" not in command and "admin" not in command  # credentials stay in the environment
-
-
-def test_volfefe_dashboard_refuses_in_one_line(tmp_path: Path) -> None:
-    env = command_env("redis://127.0.0.1:1/0", "sqlite:///x.db", tmp_path)  # neither is contacted
-    env.pop("RQ_DASHBOARD_USERNAME", None)
-    env.pop("RQ_DASHBOARD_PASSWORD", None)
-
-    result = run_command([VOLFEFE, "dashboard", "--bind", "0.0.0.0"], env)
-
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("volfefe: error: refusing to serve the dashboard on 0.0.0.0 without credentials")
 
 
 # -- batching -------------------------------------------------------------------------------------
@@ -985,7 +938,7 @@ def test_batch_size_does_not_change_results(
         job_ids: dict[int, list[str]] = {}
         for batch_size, (url, _redis, client) in runs.items():
             ids = add_contents(url, texts)
-            job_ids[batch_size] = enqueue_ids(classification_queue(client), ids).job_ids
+            job_ids[batch_size] = enqueue_ids(client, url, ids).job_ids
         workers += start_workers.each(
             [
                 (redis_for_run, url, {"FINBERT_BATCH_SIZE": str(size), "WORKER_BATCH_JOBS": str(size)})

@@ -99,7 +99,9 @@ class FinbertWorker(SimpleWorker):
             raise SystemExit(1) from None
         self.maintenance_interval = min(self.maintenance_interval, MAINTENANCE_INTERVAL)
         # The scheduler process copies these connection settings, so it rides out outages too.
-        self.connection.set_retry(PatientRetry(lambda: self.name))
+        # When Redis returns from an outage, abandoned-job recovery waits until the live workers have
+        # reconnected and finished their jobs (whose heartbeats expired meanwhile).
+        self.connection.set_retry(PatientRetry(lambda: self.name, on_back=postpone_maintenance(self)))
         self._batch: list[_Taken] = []
         self._batch_ttl = JOB_TIMEOUT + HEARTBEAT_MARGIN
         self._heartbeats_sent = 0.0
@@ -150,9 +152,6 @@ class FinbertWorker(SimpleWorker):
         from workers.classifier import ModelLoadError
         from workers.warm import warm_classifier
 
-        # When Redis returns from an outage, abandoned-job recovery waits until the live workers have
-        # reconnected and finished their jobs (whose heartbeats expired meanwhile).
-        self.connection.set_retry(PatientRetry(lambda: self.name, on_back=postpone_maintenance(self)))
         if self.queue_names() != [self.config.queue_name]:
             self._exit_at_start(
                 f"this worker listens on {', '.join(self.queue_names())} but this database's queue is "

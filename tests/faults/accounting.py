@@ -8,20 +8,29 @@ It reads the database and RQ's own keys for the classification queue, without si
 - **doubled**: contents with more than one classification row (the unique constraint forbids it:
   checked anyway), or whose job is live more than once (two entries in the queue, queued and
   scheduled, two started executions, ...).
+
+Job ids carry their database's identity (``classify-content-<id>-<database id>``): a database is
+accounted for against its own jobs only, on its queue (``VOLFEFE_QUEUE``, default
+``ml_classification``). ``misattributed`` checks the other way round, for runs where several
+databases share one Redis: every classification row is the one its own database's job reported.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from redis import Redis
+from rq.job import Job, JobStatus
 from sqlalchemy import func, select
 
+from db.identity import database_id
 from db.models import Classification, Content
 from db.session import session_scope
-from jobs.queue import classification_queue, content_id_of, job_id_for
-from workers.visible_text import visible_text
+from jobs.outcomes import CLASSIFIED
+from jobs.queue import SERIALIZER, classification_queue, job_id_for, parse_job_id
+from model.visible_text import visible_text
 
 
 @dataclass
@@ -59,9 +68,9 @@ class Accounting:
         return f"{self.summary()} {details}"
 
 
-def live_job_counts(connection: Redis) -> Counter[str]:
+def live_job_counts(connection: Redis, queue_name: str | None = None) -> Counter[str]:
     """How many times each job id is live: in the queue list, the scheduled registry, or started."""
-    queue = classification_queue(connection)
+    queue = classification_queue(connection, queue_name)
     with connection.pipeline(transaction=False) as pipeline:
         pipeline.lrange(queue.key, 0, -1)
         pipeline.zrange(queue.scheduled_job_registry.key, 0, -1)
@@ -75,18 +84,20 @@ def live_job_counts(connection: Redis) -> Counter[str]:
     return live
 
 
-def failed_job_ids(connection: Redis) -> set[str]:
-    key = classification_queue(connection).failed_job_registry.key
+def failed_job_ids(connection: Redis, queue_name: str | None = None) -> set[str]:
+    key = classification_queue(connection, queue_name).failed_job_registry.key
     return {member.decode() for member in connection.zrange(key, 0, -1)}
 
 
-def stranded_job_ids(connection: Redis) -> list[str]:
-    key = classification_queue(connection).intermediate_queue_key
+def stranded_job_ids(connection: Redis, queue_name: str | None = None) -> list[str]:
+    key = classification_queue(connection, queue_name).intermediate_queue_key
     return [member.decode() for member in connection.lrange(key, 0, -1)]
 
 
-def account(database_url: str, redis_url: str) -> Accounting:
-    """Account for every content of ``database_url`` against the classification queue at ``redis_url``."""
+def account(database_url: str, redis_url: str, queue_name: str | None = None) -> Accounting:
+    """Account for every content of ``database_url`` against its jobs on the queue ``queue_name``
+    (default: the configured one) at ``redis_url``."""
+    identity = database_id(database_url)
     with session_scope(database_url) as session:
         contents = session.execute(
             select(Content.id, Content.text, Content.classified, Content.skip_reason)
@@ -98,15 +109,15 @@ def account(database_url: str, redis_url: str) -> Accounting:
         )
     connection = Redis.from_url(redis_url)
     try:
-        live = live_job_counts(connection)
-        failed = failed_job_ids(connection)
-        stranded = stranded_job_ids(connection)
+        live = live_job_counts(connection, queue_name)
+        failed = failed_job_ids(connection, queue_name)
+        stranded = stranded_job_ids(connection, queue_name)
     finally:
         connection.close()
 
     result = Accounting(contents=len(contents), stranded=stranded)
     for content_id, text, _classified, skip_reason in contents:
-        job_id = job_id_for(content_id)
+        job_id = job_id_for(content_id, identity)
         has_text = bool(visible_text(text))
         row_count = rows.get(content_id, 0)
         if not has_text:
@@ -125,10 +136,59 @@ def account(database_url: str, redis_url: str) -> Accounting:
             result.failed.append(content_id)
         else:
             result.lost.append(content_id)
-    # A live job for an id with no content row (e.g. a bad id) can be doubled too.
-    known = {job_id_for(content_id) for content_id, *_ in contents}
+    # A live job of this database for an id with no content row (e.g. a bad id) can be doubled too.
+    known = {job_id_for(content_id, identity) for content_id, *_ in contents}
     for job_id, count in live.items():
-        content_id = content_id_of(job_id)
-        if count > 1 and job_id not in known and content_id is not None:
-            result.doubled.append(content_id)
+        parsed = parse_job_id(job_id)
+        if count > 1 and job_id not in known and parsed is not None and parsed[1] == identity:
+            result.doubled.append(parsed[0])
     return result
+
+
+def misattributed(database_url: str, redis_url: str) -> list[int]:
+    """Contents of ``database_url`` whose classification is not what its own database's job reported.
+
+    A row must have been written by the job ``classify-content-<id>-<this database>`` (which then
+    finished ``classified`` with the row's sentiment and confidence); a row written by a job of another
+    database run against this one (its text was this database's, its result went to the other's job),
+    or a job of this database that says it classified a content that has no row here, is counted.
+    For runs without faults that re-run jobs (a re-run finds the row and reports it skipped).
+    """
+    identity = database_id(database_url)
+    with session_scope(database_url) as session:
+        rows = {
+            content_id: (sentiment, confidence)
+            for content_id, sentiment, confidence in session.execute(
+                select(Classification.content_id, Classification.sentiment, Classification.confidence)
+            )
+        }
+        content_ids = list(session.scalars(select(Content.id)))
+    connection = Redis.from_url(redis_url)
+    try:
+        jobs = Job.fetch_many(
+            [job_id_for(content_id, identity) for content_id in content_ids],
+            connection,
+            serializer=SERIALIZER,
+        )
+    finally:
+        connection.close()
+    wrong: list[int] = []
+    for content_id, job in zip(content_ids, jobs, strict=True):
+        reported = None
+        if job is not None and job.get_status(refresh=False) == JobStatus.FINISHED:
+            value = job.return_value(refresh=False)
+            if isinstance(value, dict) and value.get("status") == CLASSIFIED:
+                reported = (value.get("sentiment"), value.get("confidence"))
+        row = rows.get(content_id)
+        if row is None and reported is None:
+            continue
+        if row != reported and not _same(row, reported):
+            wrong.append(content_id)
+    return wrong
+
+
+def _same(row: tuple | None, reported: tuple | None) -> bool:
+    """The same sentiment and confidence (to float precision: the result went through JSON)."""
+    if row is None or reported is None or reported[1] is None:
+        return False
+    return row[0] == reported[0] and math.isclose(row[1], reported[1], abs_tol=1e-6)

@@ -25,9 +25,10 @@ from rq.job import Job
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from db.identity import database_id
 from db.models import Classification, Content
 from db.session import engine_for, session_scope
-from jobs.queue import MAX_ATTEMPTS, EnqueueReport, classification_queue, enqueue_ids, job_id_for
+from jobs.queue import MAX_ATTEMPTS, EnqueueReport, enqueue_ids, job_id_for
 from services.redis_server import RedisServer
 from tests.faults.accounting import Accounting, account, live_job_counts
 from tests.processes import WorkerProcess, wait_for
@@ -66,10 +67,17 @@ class FaultRun:
     log_dir: Path
     postgres: PostgresServer
     workers: list[WorkerProcess] = field(default_factory=list)
+    #: the queue of this database's jobs (VOLFEFE_QUEUE); None: the default one.
+    queue_name: str | None = None
 
     @property
     def dbname(self) -> str:
         return str(make_url(self.database_url).database)
+
+    @property
+    def ident(self) -> str:
+        """The database's identity, which its job ids carry."""
+        return database_id(self.database_url)
 
     # -- data and jobs ------------------------------------------------------------------------------
 
@@ -90,7 +98,7 @@ class FaultRun:
     def enqueue(self, ids: list[int]) -> EnqueueReport:
         connection = self.redis()
         try:
-            return enqueue_ids(classification_queue(connection), ids)
+            return enqueue_ids(connection, self.database_url, ids, self.queue_name)
         finally:
             connection.close()
 
@@ -100,12 +108,13 @@ class FaultRun:
         self, wait_ready: bool = True, env: dict[str, str] | None = None, **kwargs
     ) -> WorkerProcess:
         index = len(self.workers) + 1
+        queue = {"VOLFEFE_QUEUE": self.queue_name} if self.queue_name else {}
         worker = WorkerProcess(
             self.redis_url,
             self.database_url,
             self.model_dir,
-            self.log_dir / f"worker-{index}.log",
-            env={**WORKER_ENV, **(env or {})},
+            self.log_dir / f"worker-{index}-{self.dbname}.log",
+            env={**WORKER_ENV, **queue, **(env or {})},
             **kwargs,
         )
         self.workers.append(worker)
@@ -181,11 +190,12 @@ class FaultRun:
 
     def retried_jobs(self, ids: list[int]) -> int:
         """How many of the jobs for ``ids`` used more than one attempt (retries left below the maximum)."""
+        identity = self.ident
         connection = self.redis()
         try:
             with connection.pipeline(transaction=False) as pipeline:
                 for content_id in ids:
-                    pipeline.hget(Job.key_for(job_id_for(content_id)), "retries_left")
+                    pipeline.hget(Job.key_for(job_id_for(content_id, identity)), "retries_left")
                 left = pipeline.execute()
         finally:
             connection.close()
@@ -194,7 +204,7 @@ class FaultRun:
     def live_jobs(self) -> int:
         connection = self.redis()
         try:
-            return sum(live_job_counts(connection).values())
+            return sum(live_job_counts(connection, self.queue_name).values())
         finally:
             connection.close()
 
@@ -218,7 +228,7 @@ class FaultRun:
         return self.wait(settled, timeout, what)
 
     def account(self) -> Accounting:
-        return account(self.database_url, self.redis_url)
+        return account(self.database_url, self.redis_url, self.queue_name)
 
 
 @pytest.fixture
@@ -238,6 +248,37 @@ def fault_run(
                 worker.stop(timeout=15)
             run.kill_group(worker)  # the scheduler process too, if the worker left it behind
         engine_for(postgres_url).dispose()
+
+
+@pytest.fixture
+def make_fault_run(
+    postgres_server: PostgresServer, redis_url: str, tiny_model_dir: Path, tmp_path: Path
+) -> Iterator[Callable[..., FaultRun]]:
+    """``make_fault_run(name, queue_name=None)``: another migrated PostgreSQL database on the session's
+    server, with the session's Redis; its workers are ended and the database dropped afterwards."""
+    from db.migrate import upgrade
+
+    made: list[tuple[FaultRun, str]] = []
+
+    def make(name: str, queue_name: str | None = None) -> FaultRun:
+        dbname = f"t_{name}_{os.urandom(4).hex()}"
+        url = postgres_server.create_database(dbname)
+        upgrade(url)
+        run = FaultRun(url, redis_url, tiny_model_dir, tmp_path, postgres_server, queue_name=queue_name)
+        made.append((run, dbname))
+        return run
+
+    try:
+        yield make
+    finally:
+        for run, dbname in made:
+            for worker in run.workers:
+                if worker.running:
+                    worker.stop(timeout=15)
+                run.kill_group(worker)
+            engine_for(run.database_url).dispose()
+            with contextlib.suppress(psycopg.Error):
+                postgres_server.drop_database(dbname)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from rq.job import Job
+from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
 from db.models import Content
@@ -105,7 +106,9 @@ def test_bad_posts_each_end_classified_or_skipped_with_the_reason(
     connection = fault_run.redis()
     outcomes = {}
     for key, content_id in [*stored.items(), *((f"missing-{i}", i) for i in MISSING_IDS)]:
-        job = Job.fetch(job_id_for(content_id), connection=connection)
+        job = Job.fetch(
+            job_id_for(content_id, fault_run.ident), connection=connection, serializer=JSONSerializer
+        )
         result = job.return_value() or {}
         outcomes[key] = (job.get_status().value, result.get("status"), result.get("reason"))
     connection.close()

@@ -14,6 +14,7 @@ import time
 import pytest
 from redis import Redis
 
+from db.session import engine_for
 from jobs.queue import classification_queue, enqueue_ids
 from tests.faults.accounting import live_job_counts
 from tests.faults.conftest import FaultRun, post_texts
@@ -25,12 +26,13 @@ ENQUEUERS = 50
 FIRST, SECOND = 200, 200
 
 
-def enqueuer(redis_url: str, ids: list[int], barrier, results) -> None:
+def enqueuer(redis_url: str, database_url: str, ids: list[int], barrier, results) -> None:
     """One enqueuer process: connect, wait for the others, enqueue every id, report how many it added."""
+    # Forked: the parent's pooled database connections are not this process's to use.
+    engine_for(database_url).dispose(close=False)
     connection = Redis.from_url(redis_url)
-    queue = classification_queue(connection)
     barrier.wait(timeout=60)
-    report = enqueue_ids(queue, ids)
+    report = enqueue_ids(connection, database_url, ids)
     results.put((len(report.enqueued), len(report.already_pending)))
 
 
@@ -68,7 +70,10 @@ def test_concurrent_enqueuers_and_sweeps_make_one_job_per_id(fault_run: FaultRun
     results = context.Queue()
     processes = [
         # Each process walks the ids from a different starting point, so that they collide everywhere.
-        context.Process(target=enqueuer, args=(fault_run.redis_url, first[i:] + first[:i], barrier, results))
+        context.Process(
+            target=enqueuer,
+            args=(fault_run.redis_url, fault_run.database_url, first[i:] + first[:i], barrier, results),
+        )
         for i in range(0, FIRST, FIRST // ENQUEUERS)
     ][:ENQUEUERS]
     started = time.monotonic()

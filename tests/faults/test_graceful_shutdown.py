@@ -3,6 +3,8 @@
 Every job of the batch ends finished or back at the front of the queue: none left STARTED, none lost,
 none stranded in the intermediate list; a new worker finishes them all. The batch holds classification
 jobs (finished in bulk) and two other jobs that would run alone after them: those are handed back.
+(Those two were ``time.sleep`` jobs before the allow-list of jobs a worker runs; now they are the
+project's own other job, the sweep, which a worker runs alone through RQ's path.)
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ import time
 
 import pytest
 from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
 
 from jobs.queue import classification_queue
+from jobs.registry import SWEEP_FUNCTION
 from tests.faults.conftest import FULL_BATCHES, FaultRun, post_texts
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 CONTENTS = 300
-NAPS = ["nap-1", "nap-2"]
+#: jobs of the batch that run alone (after its classifications): two sweeps of this database.
+NAPS = ["sweep-probe-1", "sweep-probe-2"]
 #: seconds a worker may take to end its batch and hand back the rest after SIGTERM.
 STOP_TIMEOUT = 30
 
@@ -34,9 +39,12 @@ def test_sigterm_mid_batch_finishes_or_hands_back_every_job(fault_run: FaultRun,
     queue = classification_queue(connection)
 
     with fault_run.writes_held():  # the batch is caught at its write, then SIGTERM
-        for nap in NAPS:  # jobs that run alone, after the batch's classifications
-            queue.enqueue("time.sleep", 0.2, job_id=nap)
-        fault_run.enqueue(ids[third:])
+        # 30 classifications, then the two jobs that run alone after them (a sweep taken first would
+        # run at once, alone, and enqueue the rest itself), then the rest.
+        fault_run.enqueue(ids[third : third + 30])
+        for nap in NAPS:
+            queue.enqueue(SWEEP_FUNCTION, job_id=nap)
+        fault_run.enqueue(ids[third + 30 :])
         fault_run.wait(lambda: fault_run.blocked_writers() > 0, 60, "the worker to be mid-batch")
         batch = [
             job_id
@@ -50,7 +58,10 @@ def test_sigterm_mid_batch_finishes_or_hands_back_every_job(fault_run: FaultRun,
     exit_code = worker.process.wait(STOP_TIMEOUT)
     stop_time = time.monotonic() - signalled_at
 
-    statuses = {job_id: Job.fetch(job_id, connection=connection).get_status() for job_id in batch}
+    statuses = {
+        job_id: Job.fetch(job_id, connection=connection, serializer=JSONSerializer).get_status()
+        for job_id in batch
+    }
     finished = [job_id for job_id, status in statuses.items() if status == JobStatus.FINISHED]
     handed_back = [job_id for job_id, status in statuses.items() if status == JobStatus.QUEUED]
     front = [member.decode() for member in connection.lrange(queue.key, 0, len(handed_back) - 1)]
@@ -60,7 +71,8 @@ def test_sigterm_mid_batch_finishes_or_hands_back_every_job(fault_run: FaultRun,
     fault_run.start_worker()
     fault_run.wait_settled(CONTENTS, 120, "a new worker to finish every job")
     naps_finished = all(
-        Job.fetch(nap, connection=connection).get_status() == JobStatus.FINISHED for nap in NAPS
+        Job.fetch(nap, connection=connection, serializer=JSONSerializer).get_status() == JobStatus.FINISHED
+        for nap in NAPS
     )
     connection.close()
     result = fault_run.account()

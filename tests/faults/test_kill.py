@@ -14,15 +14,24 @@ import pytest
 
 from jobs.queue import JOB_TIMEOUT, RETRY_INTERVALS, classification_queue
 from tests.faults.conftest import FULL_BATCHES, FaultRun, post_texts
-from workers.worker import HEARTBEAT_MARGIN, MAINTENANCE_INTERVAL
+from workers.worker import BATCH_SECONDS_PER_JOB, HEARTBEAT_MARGIN, MAINTENANCE_INTERVAL
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 CONTENTS = 320
-#: seconds from the kill to the last stored row that the settings allow: the heartbeat expires
-#: (timeout + margin), maintenance runs (interval), the retry waits (first interval), plus slack for
-#: a loaded 2-core machine.
-RECOVERY_BOUND = JOB_TIMEOUT + HEARTBEAT_MARGIN + MAINTENANCE_INTERVAL + RETRY_INTERVALS[0] + 10
+#: jobs in the batch the kill abandons (WORKER_BATCH_JOBS of the suite).
+BATCH = 32
+#: seconds from the kill to the last stored row that the settings allow: the batch's heartbeats expire
+#: (its time limit, which grows with the batch, + margin), maintenance runs (interval), the retry
+#: waits (first interval), plus slack for a loaded 2-core machine.
+RECOVERY_BOUND = (
+    JOB_TIMEOUT
+    + BATCH_SECONDS_PER_JOB * BATCH
+    + HEARTBEAT_MARGIN
+    + MAINTENANCE_INTERVAL
+    + RETRY_INTERVALS[0]
+    + 10
+)
 
 
 def test_kill_9_mid_batch_jobs_are_recovered_once(fault_run: FaultRun, record_metrics) -> None:
@@ -40,7 +49,7 @@ def test_kill_9_mid_batch_jobs_are_recovered_once(fault_run: FaultRun, record_me
         killed_at = time.time()
     abandoned = {member.decode() for member in connection.zrange(started_key, 0, -1)}
     classified_at_kill = fault_run.classified()
-    assert len(abandoned) == 32, "the kill must leave a full batch of started jobs behind"
+    assert len(abandoned) == BATCH, "the kill must leave a full batch of started jobs behind"
 
     fault_run.start_worker()
     detected: list[float] = []
