@@ -46,8 +46,10 @@ MAINTENANCE_INTERVAL = 10
 HEARTBEAT_MARGIN = 10
 #: seconds between heartbeats for a batch's jobs that wait while earlier ones run alone.
 HEARTBEAT_REFRESH = 5
-#: seconds of time limit a batch gets per job, on top of JOB_TIMEOUT: a slow host keeps its batches.
-BATCH_SECONDS_PER_JOB = 1.0
+#: seconds of time limit a batch gets per job, on top of JOB_TIMEOUT: a slow host keeps its batches
+#: (4 items/s at the least, 20x slower than this machine on long posts); it also sets how long a
+#: killed worker's batch waits before recovery (JOB_TIMEOUT + 0.25 x 32 + HEARTBEAT_MARGIN = 38 s).
+BATCH_SECONDS_PER_JOB = 0.25
 #: seconds without a heartbeat after which another scheduler's lock counts as abandoned.
 SCHEDULER_STALE_AFTER = 15
 #: times one job may be handed back for an infrastructure failure before its failure counts: a post

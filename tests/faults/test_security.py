@@ -4,11 +4,13 @@ the project's own redis-server listens on the loopback interface only, in protec
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -50,11 +52,17 @@ def test_dashboard_refuses_an_exposed_bind_without_credentials(
     ]
 
 
-def test_dashboard_default_listens_on_loopback_only(redis_url: str, record_metrics) -> None:
+def test_dashboard_default_listens_on_loopback_only(redis_url: str, tmp_path: Path, record_metrics) -> None:
+    """Loopback only, and (since the web process) credentials on every route, even there."""
     port = free_port()
     process = subprocess.Popen(
         [VOLFEFE, "dashboard", "--port", str(port)],
-        env=environment(redis_url),
+        env=environment(
+            redis_url,
+            RQ_DASHBOARD_USERNAME="admin",
+            RQ_DASHBOARD_PASSWORD="s3cret",
+            VOLFEFE_DATA_DIR=str(tmp_path / "var"),
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -73,7 +81,12 @@ def test_dashboard_default_listens_on_loopback_only(redis_url: str, record_metri
 
         wait_for(lambda: bool(listening()), 60, what="the dashboard to listen")
         addresses = listening()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+        page = f"http://127.0.0.1:{port}/rq/"
+        with pytest.raises(urllib.error.HTTPError) as unauthorised:
+            urllib.request.urlopen(page, timeout=10)
+        token = base64.b64encode(b"admin:s3cret").decode()
+        request = urllib.request.Request(page, headers={"Authorization": f"Basic {token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
             status = response.status
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -81,6 +94,7 @@ def test_dashboard_default_listens_on_loopback_only(redis_url: str, record_metri
         process.wait(10)
     record_metrics("7 security", dashboard_listens_on=addresses, refused_binds=EXPOSED_BINDS)
     assert addresses == ["127.0.0.1"]
+    assert unauthorised.value.code == 401
     assert status == 200
 
 
