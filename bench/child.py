@@ -25,7 +25,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     import torch
 
-    from workers.classifier import FinbertClassifier, configure_torch
+    from model.classifier import FinbertClassifier, configure_torch
     from model.visible_text import visible_text
 
     configure_torch(int(spec["threads"]))

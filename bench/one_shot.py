@@ -13,7 +13,7 @@ import time
 def main() -> None:
     started = time.perf_counter()
     model, precision, threads, text = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    from workers.classifier import FinbertClassifier, configure_torch
+    from model.classifier import FinbertClassifier, configure_torch
     from model.visible_text import visible_text
 
     configure_torch(threads)

@@ -43,7 +43,7 @@ class StubClassifier:
     batch_size = BATCH
 
     def classify(self, texts: list[str]) -> list[Any]:
-        from workers.classifier import Prediction
+        from model.classifier import Prediction
 
         scores = {"neutral": 0.8, "positive": 0.1, "negative": 0.1}
         return [Prediction("neutral", 0.8, scores) for _ in texts]
@@ -105,9 +105,9 @@ COMPONENTS: dict[str, Callable[[str, str, list[int]], float]] = {
 
 def measure(items: int, work_dir: Path, stack: contextlib.ExitStack) -> dict[str, Any]:
     from db.migrate import upgrade
+    from model.warm import use_classifier
     from services.redis_server import RedisServer
     from tests.servers import PostgresServer
-    from workers.warm import use_classifier
 
     texts = evenly_spaced(load_texts(TEXTS), items)
     use_classifier(StubClassifier())  # type: ignore[arg-type]

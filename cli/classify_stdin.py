@@ -7,8 +7,8 @@ import sys
 from typing import TextIO
 
 from config import Settings
+from model.model_marks import has_random_weights
 from model.visible_text import visible_text
-from workers.model_marks import has_random_weights
 
 #: the ``warning`` of every JSON line classified by a model with random weights.
 RANDOM_WEIGHTS_NOTE = "model with random weights: meaningless labels"
@@ -23,7 +23,7 @@ def classify_lines(config: Settings, lines: TextIO, out: TextIO) -> int:
     if not any(visible_text(text) for text in texts):
         print(json.dumps({"error": "no text to classify on standard input"}), file=out)
         return 1
-    from workers.warm import warm_classifier
+    from model.warm import warm_classifier
 
     classifier = warm_classifier(config)
     visible = [visible_text(text) for text in texts]

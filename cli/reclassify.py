@@ -62,7 +62,7 @@ def _date(value: str) -> datetime:
 
 
 def reclassify(config: Settings, args: argparse.Namespace) -> int:
-    from workers.classifier import configured_model_version
+    from model.classifier import configured_model_version
 
     if args.all and not args.force:
         print("volfefe reclassify: error: --all replaces every classification: add --force", file=sys.stderr)

@@ -15,7 +15,7 @@ from db.queries import (
 )
 from db.session import session_scope
 from jobs.audit import LOW_MARGIN
-from workers.model_marks import random_weight_count, random_weights_warning
+from model.model_marks import random_weight_count, random_weights_warning
 
 #: confidence above which a classification counts as high-confidence in the report.
 HIGH_CONFIDENCE = 0.9

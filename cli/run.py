@@ -29,8 +29,8 @@ from db.session import describe
 from errors import VolfefeError
 from jobs.progress import summarize, wait_for_jobs
 from jobs.sweep import sweep
+from model.model_marks import has_random_weights
 from services.redis_connection import connect, embedded_redis_running, redis_url, stop_embedded_redis
-from workers.model_marks import has_random_weights
 
 SAMPLE_POSTS = Path(__file__).resolve().parent.parent / "data" / "sample_posts.csv"
 #: seconds a worker gets to finish its batch after SIGTERM.

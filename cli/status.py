@@ -22,8 +22,8 @@ from config import Settings
 from db.session import describe
 from errors import VolfefeError
 from jobs.monitoring import live_workers, queue_counts
+from model.model_marks import random_weights_warning
 from services.redis_connection import connect, safe_url
-from workers.model_marks import random_weights_warning
 
 #: what status says when the embedded Redis is not running (and REDIS_URL is unset).
 REDIS_NOT_RUNNING = "the embedded Redis is not running: no jobs to show"

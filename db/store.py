@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from db.models import Classification, ClassificationHistory, Content
 
 if TYPE_CHECKING:
-    from workers.classifier import Prediction
+    from model.classifier import Prediction
 
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 

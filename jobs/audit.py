@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from workers.classifier import Prediction
+    from model.classifier import Prediction
 
 #: margin between the two best scores under which a classification counts as uncertain.
 LOW_MARGIN = 0.2

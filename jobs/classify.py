@@ -46,7 +46,7 @@ from model.visible_text import read_post
 if TYPE_CHECKING:
     from rq.job import Job
 
-    from workers.classifier import Prediction
+    from model.classifier import Prediction
 
 #: the inference engine (FINBERT_ENGINE will choose among others).
 ENGINE = "torch"
@@ -174,7 +174,7 @@ def classify_contents(
     replace = replace or {}
     target_version = None
     if replace:
-        from workers.warm import warm_classifier  # the version decides what is current already
+        from model.warm import warm_classifier  # the version decides what is current already
 
         target_version = warm_classifier().model_version
     try:
@@ -214,7 +214,7 @@ def classify_contents(
             raise infrastructure_error(error) from error
         raise
     if texts:
-        from workers.warm import warm_classifier  # torch is imported only where texts are classified
+        from model.warm import warm_classifier  # torch is imported only where texts are classified
 
         classifier = warm_classifier()
         predictions = dict(zip(texts, classifier.classify(list(texts.values())), strict=True))

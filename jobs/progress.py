@@ -26,7 +26,7 @@ from db.session import session_scope
 from jobs.outcomes import CONTENT_NOT_FOUND
 from jobs.queue import SERIALIZER, EnqueueReport
 from jobs.rq_seam import job_statuses
-from workers.model_marks import has_random_weights, random_weights_warning
+from model.model_marks import has_random_weights, random_weights_warning
 
 #: seconds between two looks at the jobs' statuses.
 POLL_INTERVAL = 0.25

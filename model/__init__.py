@@ -1,5 +1,7 @@
-"""What reads and scores text: the visible text of a post (``model.visible_text``), and the model.
+"""What reads and scores text: the visible text of a post (``visible_text``, ``markup``), the classifier
+(``classifier``: loading, ``labels``, ``windows`` for long texts, batching), the process's warm instance
+(``warm``), and how random-weight models are marked (``model_marks``).
 
 Importing this package imports nothing heavy: torch and transformers load only with the modules
-that need them.
+that need them. It imports nothing from ``jobs`` or ``workers``.
 """

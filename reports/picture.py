@@ -14,10 +14,10 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy.orm import Session
 
 from db.models import SENTIMENTS
+from model.model_marks import random_weight_count, random_weights_warning
 from reports import sentiment_queries as queries
 from reports.selection import Selection
 from reports.sentiment_queries import ScoredPost
-from workers.model_marks import random_weight_count, random_weights_warning
 
 #: days of posts (first to last, both counted) still pictured per day; longer spans per week.
 DAILY_MAX_DAYS = 92

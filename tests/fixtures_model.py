@@ -22,7 +22,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_classifier(tiny_model_dir: Path):
     """The tiny model loaded through the product's loader (fp32), shared by the session."""
-    from workers.classifier import FinbertClassifier
+    from model.classifier import FinbertClassifier
 
     return FinbertClassifier.load(str(tiny_model_dir))
 
@@ -30,7 +30,7 @@ def tiny_classifier(tiny_model_dir: Path):
 @pytest.fixture
 def classifier(tiny_classifier):
     """The tiny model installed as this process's warm classifier for one test."""
-    from workers.warm import use_classifier
+    from model.warm import use_classifier
 
     use_classifier(tiny_classifier)
     try:

@@ -83,7 +83,7 @@ def wait_for_release(name: str, then: str = "return") -> str:
 
 def load_model() -> str:
     """Load the process's warm classifier (a plain RQ worker loads it lazily, in its first job)."""
-    from workers.warm import warm_classifier
+    from model.warm import warm_classifier
 
     return warm_classifier().model_version
 

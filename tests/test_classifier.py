@@ -1,4 +1,4 @@
-"""workers.classifier: our batched classifier against transformers' own pipeline, on the tiny model."""
+"""model.classifier: our batched classifier against transformers' own pipeline, on the tiny model."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.classifier import FinbertClassifier, ModelLoadError, Prediction
+from model.classifier import FinbertClassifier, ModelLoadError, Prediction
 
 TOLERANCE = 1e-5
 #: the tiny model's position embeddings.
@@ -98,7 +98,7 @@ def test_short_texts_are_one_window_with_their_token_count(tiny_classifier: Finb
 
 
 def test_long_texts_are_read_in_windows_that_each_fit(tiny_classifier: FinbertClassifier) -> None:
-    from workers.windows import split_into_windows
+    from model.windows import split_into_windows
 
     for index, text in enumerate(LONG_TEXTS):
         total = len(tiny_classifier.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -115,7 +115,7 @@ def test_long_texts_are_read_in_windows_that_each_fit(tiny_classifier: FinbertCl
 
 
 def test_windows_end_at_sentence_boundaries(tiny_classifier: FinbertClassifier) -> None:
-    from workers.windows import split_into_windows
+    from model.windows import split_into_windows
 
     tokenizer = tiny_classifier.tokenizer
     windows = split_into_windows(tokenizer, [LONG_TEXTS[0]], TINY_POSITIONS)
@@ -127,7 +127,7 @@ def test_windows_end_at_sentence_boundaries(tiny_classifier: FinbertClassifier) 
 def test_a_long_text_scores_the_token_weighted_mean_of_its_windows(
     tiny_classifier: FinbertClassifier,
 ) -> None:
-    from workers.windows import split_into_windows
+    from model.windows import split_into_windows
 
     tokenizer = tiny_classifier.tokenizer
     text = LONG_TEXTS[1]
@@ -232,7 +232,7 @@ def test_folder_that_is_not_a_model(tmp_path: Path) -> None:
 def test_unreachable_hub_id_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     from huggingface_hub import constants
 
-    import workers.classifier
+    import model.classifier
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
@@ -240,7 +240,7 @@ def test_unreachable_hub_id_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_probe(endpoint: str) -> bool:
         raise AssertionError("the hub must not be probed when offline")
 
-    monkeypatch.setattr(workers.classifier, "_hub_reachable", no_probe)
+    monkeypatch.setattr(model.classifier, "_hub_reachable", no_probe)
     source = "volfefe-tests/no-such-model"
     with pytest.raises(ModelLoadError) as caught:
         FinbertClassifier.load(source)
@@ -251,13 +251,13 @@ def test_unreachable_hub_id_offline(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_unreachable_hub_id_online_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     from huggingface_hub import constants
 
-    import workers.classifier
+    import model.classifier
 
     # Not offline, but the hub does not answer (probed without touching the network here).
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     probed: list[str] = []
     monkeypatch.setattr(
-        workers.classifier, "_hub_reachable", lambda endpoint: probed.append(endpoint) or False
+        model.classifier, "_hub_reachable", lambda endpoint: probed.append(endpoint) or False
     )
     source = "volfefe-tests/no-such-model"
     with pytest.raises(ModelLoadError) as caught:

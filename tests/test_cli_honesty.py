@@ -39,10 +39,10 @@ from db.store import record_skip, save_classification
 from errors import VolfefeError
 from jobs.progress import failure_cause, summarize
 from jobs.queue import SERIALIZER, enqueue_ids
+from model.model_marks import RANDOM_WEIGHTS_KEY, RANDOM_WEIGHTS_TAG, has_random_weights
 from services.redis_connection import stop_embedded_redis
 from services.redis_server import free_port
 from tests.processes import WorkerProcess, wait_for
-from workers.model_marks import RANDOM_WEIGHTS_KEY, RANDOM_WEIGHTS_TAG, has_random_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -119,11 +119,11 @@ def test_every_project_error_is_explained_by_its_type() -> None:
     from db.identity import DatabaseNotInitialised
     from db.importer import ImportFileError
     from jobs.binding import QueueInUse
+    from model.classifier import ModelLoadError
+    from model.labels import LabelError
     from services.dashboard import DashboardRefused
     from services.redis_connection import RedisUnavailable
     from services.redis_server import RedisServerError
-    from workers.classifier import ModelLoadError
-    from workers.labels import LabelError
 
     class BrandNew(VolfefeError):
         """An error no list in the CLI names."""

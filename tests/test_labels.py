@@ -1,10 +1,10 @@
-"""workers.labels: model label ids -> sentiments, never by assuming an order."""
+"""model.labels: model label ids -> sentiments, never by assuming an order."""
 
 from __future__ import annotations
 
 import pytest
 
-from workers.labels import FINBERT_TONE_CARD_ORDER, LabelError, sentiment_labels
+from model.labels import FINBERT_TONE_CARD_ORDER, LabelError, sentiment_labels
 
 UNNAMED = {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}
 

@@ -20,9 +20,9 @@ from db.queries import reclassification_candidates
 from db.session import engine_for, session_scope
 from db.store import replace_classifications, save_classifications
 from jobs.queue import enqueue_ids
+from model.classifier import Prediction, configured_model_version
 from tests.processes import READY_LINE, WorkerProcess, wait_for
 from tools.random_model import build_tiny_model
-from workers.classifier import Prediction, configured_model_version
 
 ROOT = Path(__file__).resolve().parent.parent
 OLD = "old-model+fp32"

@@ -26,6 +26,7 @@ import pytest
 
 from db.migrate import upgrade
 from db.session import engine_for, session_scope
+from model.model_marks import random_weights_warning
 from model.visible_text import visible_text
 from reports.page import CONTENT_SECURITY_POLICY, excerpt, render_page
 from reports.picture import (
@@ -56,7 +57,6 @@ from tests.report_seed import (
     seed,
 )
 from tests.web_process import WebProcess, basic_auth, web_environment
-from workers.model_marks import random_weights_warning
 
 VOLFEFE = str(Path(sys.executable).with_name("volfefe"))
 CHROMIUM = find_chromium()

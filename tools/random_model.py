@@ -2,7 +2,7 @@
 
 Tests use a tiny one; the benchmark uses a FinBERT-shaped one (same architecture and cost per
 token as yiyanghkust/finbert-tone, meaningless labels). Both load through the product's own code.
-Each is marked as random in its config.json (``workers.model_marks.RANDOM_WEIGHTS_KEY``), so that
+Each is marked as random in its config.json (``model.model_marks.RANDOM_WEIGHTS_KEY``), so that
 everything it classifies is recorded, and reported, as coming from a model with random weights.
 """
 
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from workers.model_marks import RANDOM_WEIGHTS_KEY
+from model.model_marks import RANDOM_WEIGHTS_KEY
 
 #: a tiny BERT: fast to build and run, same code path as the real model.
 TINY_CONFIG: dict[str, Any] = {

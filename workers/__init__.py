@@ -1,7 +1,8 @@
-"""The model and the process that keeps it warm.
+"""The RQ worker process that keeps the model warm (``worker.FinbertWorker``) and rides out outages
+(``outage``).
 
-``FinbertWorker`` is imported on first use, so that importing ``model.visible_text`` (say, from the
-enqueuer) does not import torch.
+``FinbertWorker`` is imported on first use (``rq worker -w workers.FinbertWorker``), so that importing
+this package imports neither RQ's worker nor torch.
 """
 
 

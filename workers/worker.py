@@ -151,8 +151,8 @@ class FinbertWorker(SimpleWorker):
         exits with one line (after a backoff that grows with repeated failures on this host).
         """
         from jobs.binding import bind_queue
-        from workers.classifier import ModelLoadError
-        from workers.warm import warm_classifier
+        from model.classifier import ModelLoadError
+        from model.warm import warm_classifier
 
         if self.queue_names() != [self.config.queue_name]:
             self._exit_at_start(

@@ -15,9 +15,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, PRECISIONS
 from errors import VolfefeError, first_line
-from workers.labels import LabelError, sentiment_labels
-from workers.model_marks import RANDOM_WEIGHTS_KEY, RANDOM_WEIGHTS_TAG
-from workers.windows import aggregate, split_into_windows
+from model.labels import LabelError, sentiment_labels
+from model.model_marks import RANDOM_WEIGHTS_KEY, RANDOM_WEIGHTS_TAG
+from model.windows import aggregate, split_into_windows
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _load_pretrained(source: str):
 
 
 def _model_version(source: str, revision: str | None, precision: str, random_weights: bool = False) -> str:
-    """``<hub id or folder>[@<revision>][+random-weights]+<precision>`` (see workers.model_marks)."""
+    """``<hub id or folder>[@<revision>][+random-weights]+<precision>`` (see model.model_marks)."""
     name = str(Path(source).resolve()) if Path(source).is_dir() else source
     parts = [f"{name}@{revision[:12]}" if revision else name]
     if random_weights:
@@ -184,7 +184,7 @@ class FinbertClassifier:
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
         """One prediction per text, in input order.
 
-        Texts longer than the model's maximum are read in windows (``workers.windows``), never
+        Texts longer than the model's maximum are read in windows (``model.windows``), never
         truncated; all windows run in forward passes of ``batch_size`` sorted by token length.
         """
         if not texts:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from config import Settings, settings
-from workers.classifier import FinbertClassifier, configure_torch
+from model.classifier import FinbertClassifier, configure_torch
 
 _classifier: FinbertClassifier | None = None
 

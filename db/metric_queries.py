@@ -1,0 +1,180 @@
+"""What the database says for ``/metrics``: contents by state, classifications by sentiment, and
+cumulative histogram buckets computed in SQL from the audit (``jobs.audit``) of recent classifications.
+
+Every function reads only, and returns a few aggregate rows. The histograms read the classifications
+stored since ``since`` (their ``created_at``), in one pass, so that a scrape costs what the window
+holds, not what the table holds (bench/metrics_scrape.py measures it). Rows without the audit field a
+histogram needs (stored before the field existed, or classified outside the queue) are not
+observations of it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import TIMESTAMP, ColumnElement, Float, case, cast, extract, false, func, null, select
+from sqlalchemy.orm import Session
+
+from db.models import Classification, Content
+
+
+@dataclass(frozen=True)
+class ContentStates:
+    """Contents by where they stand: skipped for good (by reason) or waiting for a classification."""
+
+    skipped: dict[str, int]
+    unclassified: int
+
+
+@dataclass(frozen=True)
+class CumulativeBuckets:
+    """A histogram as Prometheus wants it: ``counts[i]`` observations at most ``bounds[i]``."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    #: every observation (the ``+Inf`` bucket) and their sum.
+    count: int
+    total: float
+
+
+@dataclass(frozen=True)
+class ForwardPassShape:
+    """Classifications stored from batches of one shape: ``items`` texts read in ``passes`` (rows each)."""
+
+    passes: tuple[int, ...]
+    items: int
+    #: classifications of the window that carry this shape.
+    stored: int
+
+
+@dataclass(frozen=True)
+class RecentAudit:
+    """The histograms of the recent classifications: model seconds per item, enqueue to stored
+    seconds, and the batch shapes behind the forward passes."""
+
+    model_seconds: CumulativeBuckets
+    queue_seconds: CumulativeBuckets
+    shapes: list[ForwardPassShape]
+
+
+def content_states(session: Session) -> ContentStates:
+    """Contents skipped for good by ``skip_reason``, and contents neither classified nor skipped.
+
+    Reads only contents with ``classified = false`` (the sweep's index, ``ix_contents_unclassified``).
+    """
+    rows = session.execute(
+        select(Content.skip_reason, func.count())
+        .where(Content.classified == false())
+        .group_by(Content.skip_reason)
+    )
+    skipped: dict[str, int] = {}
+    unclassified = 0
+    for reason, count in rows:
+        if reason is None:
+            unclassified = count
+        else:
+            skipped[reason] = count
+    return ContentStates(skipped=skipped, unclassified=unclassified)
+
+
+def classifications_by_sentiment(session: Session) -> dict[tuple[str, str], int]:
+    """Current classifications (one per classified content) by (sentiment, model version)."""
+    rows = session.execute(
+        select(Classification.sentiment, Classification.model_version, func.count()).group_by(
+            Classification.sentiment, Classification.model_version
+        )
+    )
+    return {(sentiment, version): count for sentiment, version, count in rows}
+
+
+def _seconds_between(session: Session, earlier: ColumnElement, later: ColumnElement) -> ColumnElement:
+    """``later - earlier`` in seconds, both ISO 8601 texts with a UTC offset (as the audit writes them)."""
+    if session.get_bind().dialect.name == "postgresql":
+        moment = TIMESTAMP(timezone=True)
+        return extract("epoch", cast(later, moment) - cast(earlier, moment))
+    # julianday's days lose ~50 µs in a double: the audit's times are whole milliseconds, so round to them.
+    return func.round((func.julianday(later) - func.julianday(earlier)) * 86400.0, 3)
+
+
+def recent_audit(
+    session: Session, since: datetime, model_bounds: Sequence[float], queue_bounds: Sequence[float]
+) -> RecentAudit:
+    """The histograms' figures, in one read of the classifications stored since ``since``.
+
+    Each row's audit is read once, its two timings put in their buckets, and the rows grouped by
+    (bucket, bucket, batch shape): the database returns one row per combination in use, which are
+    added up here.
+    """
+    meta = Classification.meta
+    recent = (
+        select(
+            cast(meta[("processing", "model_seconds")].as_float(), Float).label("model"),
+            cast(
+                _seconds_between(
+                    session,
+                    meta[("processing", "batch", "enqueued_at")].as_string(),
+                    meta[("processing", "classified_at")].as_string(),
+                ),
+                Float,
+            ).label("queue"),
+            meta[("processing", "batch", "forward_passes")].as_string().label("passes"),
+            meta[("processing", "batch", "items")].as_integer().label("batch_items"),
+        )
+        .where(Classification.created_at >= since)
+        .cte("recent")
+        .prefix_with("MATERIALIZED")  # the JSON read once per row, not once per comparison
+    )
+    model_bucket = _bucket_index(recent.c.model, model_bounds).label("model_bucket")
+    queue_bucket = _bucket_index(recent.c.queue, queue_bounds).label("queue_bucket")
+    grouped = select(
+        model_bucket,
+        queue_bucket,
+        recent.c.passes,
+        recent.c.batch_items,
+        func.count(),
+        func.count(recent.c.model),
+        func.sum(recent.c.model),
+        func.count(recent.c.queue),
+        func.sum(recent.c.queue),
+    ).group_by(model_bucket, queue_bucket, recent.c.passes, recent.c.batch_items)
+    model, queue = _Tally(model_bounds), _Tally(queue_bounds)
+    stored: dict[tuple[str, int], int] = {}
+    for row in session.execute(grouped):
+        model_index, queue_index, passes, items, rows, model_count, model_sum, queue_count, queue_sum = row
+        model.add(model_index, model_count, model_sum)
+        queue.add(queue_index, queue_count, queue_sum)
+        if passes is not None and items:
+            stored[(passes, items)] = stored.get((passes, items), 0) + rows
+    shapes = [
+        ForwardPassShape(tuple(json.loads(passes)), items, count) for (passes, items), count in stored.items()
+    ]
+    return RecentAudit(model.buckets(), queue.buckets(), shapes)
+
+
+def _bucket_index(value: ColumnElement, bounds: Sequence[float]) -> ColumnElement:
+    """The index of the first bound ``value`` is at most (``len(bounds)``: above them all; NULL: no value)."""
+    whens = [(value.is_(None), null()), *[(value <= bound, index) for index, bound in enumerate(bounds)]]
+    return case(*whens, else_=len(bounds))
+
+
+class _Tally:
+    """Observations per bucket index, turned into cumulative buckets."""
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.per_bucket = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def add(self, index: int | None, count: int, total: float | None) -> None:
+        if index is None or not count:
+            return
+        self.per_bucket[index] += count
+        self.total += float(total or 0.0)
+
+    def buckets(self) -> CumulativeBuckets:
+        cumulative = list(itertools.accumulate(self.per_bucket))
+        return CumulativeBuckets(self.bounds, tuple(cumulative[:-1]), cumulative[-1], self.total)
