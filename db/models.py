@@ -76,6 +76,8 @@ class Classification(Base):
         CheckConstraint("confidence >= 0 AND confidence <= 1", name="ck_classifications_confidence"),
         Index("ix_classifications_sentiment", "sentiment"),
         Index("ix_classifications_confidence", "confidence"),
+        Index("ix_classifications_created_at", "created_at"),
+        Index("ix_classifications_sentiment_model", "sentiment", "model_version"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
