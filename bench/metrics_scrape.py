@@ -56,11 +56,11 @@ WHERE i % 20 <> 0;
 """
 
 
-#: indexes the schema does not have yet, measured with ``--indexes``: the histograms' window, and the
-#: counts by sentiment and model version read from an index instead of the wide rows.
-PROPOSED_INDEXES = (
-    "CREATE INDEX ix_classifications_created_at ON classifications (created_at)",
-    "CREATE INDEX ix_classifications_sentiment_model ON classifications (sentiment, model_version)",
+#: the scrape's indexes (migration 0004), dropped to measure without them (``--without-indexes``):
+#: the histograms' window, and the counts by sentiment and model version read from an index.
+SCRAPE_INDEXES_DROPPED = (
+    "DROP INDEX ix_classifications_created_at",
+    "DROP INDEX ix_classifications_sentiment_model",
 )
 
 
@@ -111,7 +111,7 @@ def measure(url: str, repeat: int) -> dict[str, float]:
     }
 
 
-def seed(server, name: str, rows: int, recent_percent: int, indexes: bool = False) -> str:
+def seed(server, name: str, rows: int, recent_percent: int, indexes: bool = True) -> str:
     import psycopg
     from sqlalchemy.engine import make_url
 
@@ -130,8 +130,8 @@ def seed(server, name: str, rows: int, recent_percent: int, indexes: bool = Fals
         )
         for statement in seeding.split(";\n\n"):  # no parameters: each statement is sent as it is
             conn.execute(statement.encode())
-        if indexes:
-            for statement in PROPOSED_INDEXES:
+        if not indexes:
+            for statement in SCRAPE_INDEXES_DROPPED:
                 conn.execute(statement.encode())
         conn.execute("VACUUM ANALYZE")
     return url
@@ -141,7 +141,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000, help="contents to seed (95%% classified)")
     parser.add_argument("--repeat", type=int, default=5, help="runs per timing (median)")
-    parser.add_argument("--indexes", action="store_true", help="add PROPOSED_INDEXES before measuring")
+    parser.add_argument(
+        "--without-indexes", action="store_true", help="drop the scrape's indexes (migration 0004) first"
+    )
     options = parser.parse_args()
 
     from db.session import engine_for
@@ -154,7 +156,9 @@ def main() -> None:
         server.start()
         for label, recent_percent in (("all in the window", 100), ("1% in the window", 1)):
             started = time.perf_counter()
-            url = seed(server, f"metrics_{recent_percent}", options.rows, recent_percent, options.indexes)
+            url = seed(
+                server, f"metrics_{recent_percent}", options.rows, recent_percent, not options.without_indexes
+            )
             print(f"\n{options.rows:,} contents, {label} (seeded in {time.perf_counter() - started:.0f} s)")
             for part, seconds in measure(url, options.repeat).items():
                 print(
