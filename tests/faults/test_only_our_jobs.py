@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,9 +76,13 @@ def push_subprocess_json(run: FaultRun, connection: Redis, marker: Path, content
 
 def push_pickled_argument(run: FaultRun, connection: Redis, marker: Path, content_id: int) -> tuple[str, str]:
     """A job for our own function, its data replaced by a hand-made pickle whose argument runs a command."""
-    job = _json_queue(connection).enqueue(JOB_FUNCTION, content_id, run.ident)
-    payload = pickle.dumps((JOB_FUNCTION, None, (RunsCommandWhenUnpickled(f"touch {marker}"), run.ident), {}))
-    connection.hset(job.key, "data", payload)
+    queue = _json_queue(connection)
+    job = queue.create_job(JOB_FUNCTION, args=(content_id, run.ident))
+    # The payload goes in before the job reaches the queue: a worker waiting on the queue would
+    # otherwise take the job (and its JSON payload) between the enqueue and the replacement.
+    job._data = pickle.dumps((JOB_FUNCTION, None, (RunsCommandWhenUnpickled(f"touch {marker}"), run.ident), {}))
+    queue.enqueue_job(job)
+    assert zlib.decompress(connection.hget(job.key, "data")).startswith(b"\x80")  # a pickle (compressed, as RQ stores it)
     return job.id, NOT_JSON
 
 
