@@ -68,30 +68,9 @@ def classify_content(content_id: int, database_id: str) -> dict[str, Any]:
     Skips return normally and are never retried; the post's own failure raises ClassificationFailed
     and the infrastructure's InfrastructureUnavailable (the worker returns that job to the queue).
     """
-    from rq import get_current_job
-
-    job = get_current_job()
-    problem = check_classify_arguments([content_id, database_id], {})
-    if problem:
-        raise _refused(job, problem)
-    request = (content_id, database_id)
-    attempts = {request: (job.number_of_retries or 0) + 1} if job is not None else None
-    try:
-        (outcome,) = classify_contents(
-            [request],
-            attempts=attempts,
-            worker=job.worker_name if job else None,
-            enqueued={request: job.enqueued_at} if job is not None else None,
-        )
-    except (InfrastructureUnavailable, BaseTimeoutException):
-        raise  # not the post's fault: handed back, or retried soon
-    except Exception as error:
-        raise ClassificationFailed(first_line(error)) from error
-    if outcome.status == FAILED:
-        raise ClassificationFailed(outcome.error or "failed")
-    if outcome.status == REFUSED:
-        raise _refused(job, outcome.error or WRONG_DATABASE)
-    return outcome.as_result()
+    return _run_alone(
+        check_classify_arguments([content_id, database_id], {}), (content_id, database_id), None
+    )
 
 
 def reclassify_content(content_id: int, database_id: str, force: bool) -> dict[str, Any]:
@@ -101,24 +80,27 @@ def reclassify_content(content_id: int, database_id: str, force: bool) -> dict[s
     model version and ``force`` is false (then: skipped, ``already_current``). Errors as for
     ``classify_content``.
     """
+    problem = check_reclassify_arguments([content_id, database_id, force], {})
+    return _run_alone(problem, (content_id, database_id), force)
+
+
+def _run_alone(problem: str | None, request: Request, force: bool | None) -> dict[str, Any]:
+    """One request as the running RQ job (a reclassification when ``force`` is not None)."""
     from rq import get_current_job
 
     job = get_current_job()
-    problem = check_reclassify_arguments([content_id, database_id, force], {})
     if problem:
         raise _refused(job, problem)
-    request = (content_id, database_id)
-    attempts = {request: (job.number_of_retries or 0) + 1} if job is not None else None
     try:
         (outcome,) = classify_contents(
             [request],
-            attempts=attempts,
+            attempts={request: (job.number_of_retries or 0) + 1} if job is not None else None,
             worker=job.worker_name if job else None,
-            replace={request: force},
+            replace={request: force} if force is not None else None,
             enqueued={request: job.enqueued_at} if job is not None else None,
         )
     except (InfrastructureUnavailable, BaseTimeoutException):
-        raise
+        raise  # not the post's fault: handed back, or retried soon
     except Exception as error:
         raise ClassificationFailed(first_line(error)) from error
     if outcome.status == FAILED:
