@@ -23,7 +23,7 @@ from db.identity import database_id as identity_of
 from db.session import describe
 from jobs.binding import bind_queue
 from jobs.registry import CLASSIFY_FUNCTION, RECLASSIFY_FUNCTION, refusal
-from jobs.rq_seam import delete_if_failed, enqueue_unique, job_statuses, latest_failure
+from jobs.rq_seam import JobCall, delete_if_failed, enqueue_unique, job_statuses, latest_failure
 
 #: the default queue (``VOLFEFE_QUEUE`` names another).
 QUEUE_NAME = DEFAULT_QUEUE_NAME
@@ -175,18 +175,28 @@ def _enqueue_all(
     return report
 
 
-def _new_job(queue: Queue, content_id: int, identity: str, force: bool | None) -> Job:
+def _template_job(queue: Queue, identity: str, force: bool | None) -> Job:
+    """The options every job of one enqueue shares (RQ's ``create_job``); each job's own id, args and
+    description come from ``_call``."""
     reclassify = force is not None
     return queue.create_job(
         RECLASSIFY_FUNCTION if reclassify else JOB_FUNCTION,
-        args=(content_id, identity, force) if reclassify else (content_id, identity),
-        job_id=_job_id(content_id, identity, force),
+        args=(0, identity, force) if reclassify else (0, identity),
         retry=Retry(max=MAX_ATTEMPTS - 1, interval=RETRY_INTERVALS),
         timeout=JOB_TIMEOUT,
         result_ttl=RESULT_TTL,
         failure_ttl=FAILURE_TTL,
-        description=f"{'reclassify' if reclassify else 'classify'} content {content_id}",
     )
+
+
+def _call(content_id: int, identity: str, force: bool | None) -> JobCall:
+    if force is not None:
+        args: tuple = (content_id, identity, force)
+        description = f"reclassify content {content_id}"
+    else:
+        args = (content_id, identity)
+        description = f"classify content {content_id}"
+    return JobCall(_job_id(content_id, identity, force), args, description)
 
 
 def _statuses(queue: Queue, content_ids: list[int], identity: str, force: bool | None) -> list[str | None]:
@@ -210,7 +220,9 @@ def _enqueue_chunk(queue: Queue, content_ids: list[int], identity: str, report: 
         retry: list[int] = []
         if missing:
             enqueued = enqueue_unique(
-                queue, [_new_job(queue, content_id, identity, report.force) for content_id in missing]
+                queue,
+                _template_job(queue, identity, report.force),
+                [_call(content_id, identity, report.force) for content_id in missing],
             )
             report.enqueued.extend(content_id for content_id, ok in zip(missing, enqueued, strict=True) if ok)
             retry = [content_id for content_id, ok in zip(missing, enqueued, strict=True) if not ok]

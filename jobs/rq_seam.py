@@ -9,6 +9,7 @@ tests/test_worker_parity.py runs the same jobs through a plain ``SimpleWorker`` 
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.results import Result
 from rq.scheduler import RQScheduler
+from rq.scripts import _build_hset_args
 from rq.utils import decode_redis_hash, now
 from rq.worker import Worker
 
@@ -282,39 +284,111 @@ def delete_if_failed(connection: Redis, job: Job) -> bool:
     return True
 
 
-def enqueue_unique(queue: Queue, jobs: Sequence[Job]) -> list[bool]:
-    """Enqueue each job unless a job with its id exists; True where enqueued. One round trip per call.
+@dataclass(frozen=True)
+class JobCall:
+    """One job of a bulk enqueue: what it has of its own; the rest is the template's."""
 
-    Mirrors ``Queue.enqueue_job(job, unique=True)`` (RQ 3.0): the queue added to ``rq:queues``,
-    ``Queue._prepare_for_queue`` and ``rq.scripts.save_unique_job`` — the same Lua script, so each
-    job is checked and saved atomically exactly as RQ does it, only sent in a pipeline instead of
-    one round trip (and a DuplicateJobError) per job.
+    job_id: str
+    args: tuple
+    description: str
+
+
+#: ``rq.scripts.UNIQUE_ENQUEUE_SCRIPT`` (RQ 3.0.0) run for every job of a chunk in one call: for each
+#: job, if its hash exists, skip it; else HSET its fields, EXPIRE it when it has a TTL, RPUSH its id.
+#: KEYS[1] = queue key, KEYS[2..] = job keys; ARGV[1] = TTL (-1: none), ARGV[2] = n, ARGV[3..2+n] =
+#: the fields every job shares (name, value, ...), then per job: id, data, description.
+_UNIQUE_ENQUEUE_MANY_SCRIPT = """
+local ttl = tonumber(ARGV[1])
+local shared_count = tonumber(ARGV[2])
+local shared = {}
+for index = 3, 2 + shared_count do
+    shared[#shared + 1] = ARGV[index]
+end
+local first = 3 + shared_count
+local saved = {}
+for job = 2, #KEYS do
+    local at = first + (job - 2) * 3
+    if redis.call("EXISTS", KEYS[job]) == 1 then
+        saved[#saved + 1] = 0
+    else
+        redis.call("HSET", KEYS[job], "data", ARGV[at + 1], "description", ARGV[at + 2], unpack(shared))
+        if ttl and ttl > 0 then
+            redis.call("EXPIRE", KEYS[job], ttl)
+        end
+        redis.call("RPUSH", KEYS[1], ARGV[at])
+        saved[#saved + 1] = 1
+    end
+end
+return saved
+"""
+
+#: the ``status`` field of each job hash (KEYS), "" where there is none.
+_JOB_STATUSES_SCRIPT = """
+local statuses = {}
+for index = 1, #KEYS do
+    statuses[index] = redis.call("HGET", KEYS[index], "status") or ""
+end
+return statuses
+"""
+
+#: jobs whose status one script call reads (Redis runs nothing else meanwhile: about 5 ms).
+STATUSES_PER_CALL = 5000
+
+#: fields of a job's hash that ``enqueue_unique`` gives each job of its own.
+_OWN_FIELDS = ("data", "description")
+
+
+def enqueue_unique(queue: Queue, template: Job, calls: Sequence[JobCall]) -> list[bool]:
+    """Enqueue, for each call, a job like ``template`` with the call's id, args and description, unless
+    a job with that id exists; True where enqueued. One round trip for all of them.
+
+    Mirrors ``Queue.enqueue_job(job, unique=True)`` for each job (RQ 3.0.0): the queue added to
+    ``rq:queues``, ``Queue._prepare_for_queue``, ``Job.to_dict`` through ``rq.scripts._build_hset_args``,
+    and ``rq.scripts.UNIQUE_ENQUEUE_SCRIPT``, whose steps the script above runs for every job, so each
+    is checked and saved atomically as RQ does it. What RQ computes per job is computed per call:
+    ``data`` as ``Job.data`` and ``Job.to_dict`` make it (the serializer's dumps of ``(func_name, None,
+    args, {})``, zlib-compressed), and ``description``; everything else, ``created_at`` and
+    ``enqueued_at`` included, is the template's (one instant for the chunk). Building an RQ ``Job``
+    and packing a script call per job cost about 400 µs a job; this about a tenth of that.
     """
-    from rq.scripts import _build_hset_args, get_unique_enqueue_script
-
-    script = get_unique_enqueue_script(queue.connection)
+    if not calls:
+        return []
+    if template.kwargs or template.instance is not None:
+        raise ValueError("enqueue_unique: the template must take positional args only")
+    queue._prepare_for_queue(template)
+    fields = _build_hset_args(template)
+    shared: list[str | bytes] = []
+    for name, value in zip(fields[::2], fields[1::2], strict=True):
+        if name not in _OWN_FIELDS:
+            shared.extend((name, value))
+    dumps = template.serializer.dumps
+    func_name = template.func_name
+    own: list[str | bytes] = []
+    for call in calls:
+        own.extend((call.job_id, zlib.compress(dumps((func_name, None, call.args, {}))), call.description))
+    ttl = template.ttl if template.ttl is not None else -1
+    keys = [queue.key, *(Job.key_for(call.job_id) for call in calls)]
+    script = queue.connection.register_script(_UNIQUE_ENQUEUE_MANY_SCRIPT)
     with queue.connection.pipeline(transaction=False) as pipeline:
         pipeline.sadd(queue.redis_queues_keys, queue.key)
-        for job in jobs:
-            queue._prepare_for_queue(job)
-            ttl = job.ttl if job.ttl is not None else -1
-            script(
-                keys=[job.key, queue.key], args=[job.id, "R", ttl, *_build_hset_args(job)], client=pipeline
-            )
-        replies = pipeline.execute()[1:]
-    return [reply == 1 for reply in replies]
+        script(keys=keys, args=[ttl, len(shared), *shared, *own], client=pipeline)
+        saved = pipeline.execute()[1]
+    return [reply == 1 for reply in saved]
 
 
 def job_statuses(connection: Redis, job_ids: Sequence[str]) -> list[str | None]:
-    """The status of each job (None when it does not exist), in one round trip.
+    """The status of each job (None when it does not exist).
 
     Mirrors ``Job.get_status(refresh=True)`` (RQ 3.0: the ``status`` field of the job's hash) for many
-    jobs at once; ``Job.fetch_many`` would read and decode every field of every job.
+    jobs at once, STATUSES_PER_CALL a script call; ``Job.fetch_many`` would read and decode every field of
+    every job.
     """
-    with connection.pipeline(transaction=False) as pipeline:
-        for job_id in job_ids:
-            pipeline.hget(Job.key_for(job_id), "status")
-        return [status.decode() if status else None for status in pipeline.execute()]
+    script = connection.register_script(_JOB_STATUSES_SCRIPT)
+    statuses: list[str | None] = []
+    for start in range(0, len(job_ids), STATUSES_PER_CALL):
+        replies = script(keys=[Job.key_for(job_id) for job_id in job_ids[start : start + STATUSES_PER_CALL]])
+        statuses.extend(status.decode() if status else None for status in replies)
+    return statuses
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from jobs.queue import (
     job_id_for,
     parse_job_id,
 )
+from jobs.rq_seam import JobCall
 
 #: a database identity as ``volfefe db upgrade`` makes them (10 hex digits).
 SOME_DATABASE = "0a1b2c3d4e"
@@ -435,15 +436,15 @@ def test_a_job_that_another_enqueuer_made_and_that_expired_is_enqueued_again(
     real_enqueue_unique = jobs.queue.enqueue_unique
     raced: list[str] = []
 
-    def another_enqueuer_first(queue: Queue, jobs_to_enqueue: list[Job]) -> list[bool]:
+    def another_enqueuer_first(queue: Queue, template: Job, calls: list[JobCall]) -> list[bool]:
         monkeypatch.setattr(jobs.queue, "enqueue_unique", real_enqueue_unique)
-        theirs = [job for job in jobs_to_enqueue if job.id == job_id_for(41, ident)]
-        assert real_enqueue_unique(queue, theirs) == [True]  # the other enqueuer wins the race
-        enqueued = real_enqueue_unique(queue, jobs_to_enqueue)
+        theirs = [call for call in calls if call.job_id == job_id_for(41, ident)]
+        assert real_enqueue_unique(queue, template, theirs) == [True]  # the other enqueuer wins the race
+        enqueued = real_enqueue_unique(queue, template, calls)
         assert enqueued == [False]
-        connection.delete(Job.key_for(theirs[0].id))  # and its job's result TTL ends right now
-        connection.lrem(queue.key, 0, theirs[0].id)
-        raced.append(theirs[0].id)
+        connection.delete(Job.key_for(theirs[0].job_id))  # and its job's result TTL ends right now
+        connection.lrem(queue.key, 0, theirs[0].job_id)
+        raced.append(theirs[0].job_id)
         return enqueued
 
     monkeypatch.setattr(jobs.queue, "enqueue_unique", another_enqueuer_first)
