@@ -14,7 +14,7 @@ import sys
 from cli.errors import EXIT_FAILURE, run_command
 from config import settings
 from db.existence import require_existing_database
-from db.queries import contents_by_id, unclassified_ids
+from db.queries import contents_by_id, unclassified_previews
 from db.session import session_scope
 from jobs.progress import summarize, wait_for_jobs
 from jobs.queue import enqueue_ids
@@ -85,13 +85,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         require_existing_database(config.database_url)  # opening a missing SQLite file would create it
         with session_scope(config.database_url) as session:
-            ids = args.ids or unclassified_ids(session, limit)
-            contents = contents_by_id(session, ids)
-            for content_id in ids:
-                content = contents.get(content_id)
-                preview = " ".join(content.text.split())[:60] if content else "(no such content)"
+            if args.ids:
+                contents = contents_by_id(session, args.ids)
+                listed = [
+                    (content_id, contents[content_id].text if content_id in contents else None)
+                    for content_id in args.ids
+                ]
+            else:
+                listed = unclassified_previews(session, limit)
+            count = 0
+            for content_id, text in listed:
+                preview = " ".join(text.split())[:60] if text is not None else "(no such content)"
                 print(f"{content_id}\t{preview}")
-        print(f"dry run: {len(ids)} contents would be enqueued", file=sys.stderr)
+                count += 1
+        print(f"dry run: {count} contents would be enqueued", file=sys.stderr)
         return 0
     connection = connect(redis_url(config))
     require_existing_database(config.database_url)

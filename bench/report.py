@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.ceiling import best_layout, layout_for
+from bench.markdown import number as _f
+from bench.markdown import percent as _pct
+from bench.markdown import table as _table
+from bench.scale_report import scale_lines, scale_targets
+from bench.targets import Target
 
 INTRO = """# Benchmarks
 
@@ -26,34 +30,6 @@ THROUGHPUT_TARGET = 150.0
 LATENCY_TARGET_MS = 50.0
 #: MB, peak RSS of an fp32 worker.
 RSS_TARGET_MB = 800.0
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    measured: str
-    met: bool | None
-    detail: str
-
-    @property
-    def verdict(self) -> str:
-        if self.met is None:
-            return "not measured"
-        return f"**met** ({self.detail})" if self.met else f"**missed** ({self.detail})"
-
-
-def _f(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else f"{value:,.{digits}f}"
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value * 100:.0f}%"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
 
 
 def pipeline_shares(results: dict[str, Any]) -> None:
@@ -147,7 +123,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
         found.append(
             Target(name, f"{_f(peak, 0)} MB", peak <= RSS_TARGET_MB, f"{peak - RSS_TARGET_MB:+.0f} MB")
         )
-    return found
+    return found + scale_targets(results)
 
 
 def render_section(results: dict[str, Any]) -> str:
@@ -371,6 +347,8 @@ def render_section(results: dict[str, Any]) -> str:
         else:
             lines.append(f"- error: {original.get('error')}")
         lines.append("")
+
+    lines += scale_lines(results)
 
     if results.get("errors"):
         lines += ["### Errors", "", *[f"- {error}" for error in results["errors"]], ""]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,16 +28,62 @@ class ContentCounts:
 IDS_PER_QUERY = 500
 
 
+#: ids per page of the unclassified contents, each page one indexed query.
+UNCLASSIFIED_PAGE = 5000
+
+
+def _unclassified_pages(
+    session: Session, columns: tuple, limit: int | None, page_size: int
+) -> Iterator[list]:
+    """Rows of ``columns`` (the first: ``Content.id``) of the unclassified contents, a page at a time."""
+    after: int | None = None
+    remaining = limit
+    while remaining is None or remaining > 0:
+        size = page_size if remaining is None else min(page_size, remaining)
+        statement = (
+            select(*columns)
+            .where(Content.classified == false(), Content.skip_reason.is_(None))
+            .order_by(Content.id)
+            .limit(size)
+        )
+        if after is not None:
+            statement = statement.where(Content.id > after)
+        page = list(session.execute(statement).tuples())
+        if page:
+            yield page
+        if len(page) < size:
+            return
+        after = page[-1][0]
+        if remaining is not None:
+            remaining -= len(page)
+
+
+def unclassified_id_pages(
+    session: Session, limit: int | None = None, page_size: int | None = None
+) -> Iterator[list[int]]:
+    """Ids of contents not yet classified nor skipped for good, oldest first, ``page_size`` at a time.
+
+    Each page is one query on the index of unclassified contents that starts after the last id of the
+    page before (keyset paging): the first ids are ready in milliseconds however large the backlog, and
+    no query reads it whole. A content classified meanwhile is simply not in a later page.
+    """
+    for page in _unclassified_pages(session, (Content.id,), limit, page_size or UNCLASSIFIED_PAGE):
+        yield [content_id for (content_id,) in page]
+
+
 def unclassified_ids(session: Session, limit: int | None = None) -> list[int]:
     """Ids of contents not yet classified nor skipped for good, oldest first."""
-    statement = (
-        select(Content.id)
-        .where(Content.classified == false(), Content.skip_reason.is_(None))
-        .order_by(Content.id)
-    )
-    if limit is not None:
-        statement = statement.limit(limit)
-    return list(session.scalars(statement))
+    return [content_id for page in unclassified_id_pages(session, limit) for content_id in page]
+
+
+def unclassified_previews(
+    session: Session, limit: int | None = None, page_size: int | None = None
+) -> Iterator[tuple[int, str]]:
+    """(id, text) of the contents ``unclassified_ids`` gives, in its order, a page at a time."""
+    for page in _unclassified_pages(
+        session, (Content.id, Content.text), limit, page_size or UNCLASSIFIED_PAGE
+    ):
+        yield from page
 
 
 def contents_by_id(session: Session, ids: Iterable[int]) -> dict[int, Content]:

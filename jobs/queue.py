@@ -141,7 +141,15 @@ def enqueue_ids(
     reported, never doubled; one whose job failed is enqueued again once the failure's cool-down has
     passed (at once when the job was refused or was not ours).
     """
-    return _enqueue_all(connection, database_url, content_ids, queue_name, None)
+    return _enqueue_all(connection, database_url, [list(dict.fromkeys(content_ids))], queue_name, None)
+
+
+def enqueue_id_pages(
+    connection: Redis, database_url: str, pages: Iterable[list[int]], queue_name: str | None = None
+) -> EnqueueReport:
+    """``enqueue_ids`` for ids that arrive a page at a time (the sweep's keyset pages, no id twice):
+    each page is enqueued as it arrives, so the first jobs wait in Redis before the last ids are read."""
+    return _enqueue_all(connection, database_url, pages, queue_name, None)
 
 
 def enqueue_reclassifications(
@@ -156,22 +164,24 @@ def enqueue_reclassifications(
     The same queue, workers, uniqueness, retries and cool-downs as classification jobs; the worker
     replaces each content's classification in one transaction, keeping the old one in history.
     """
-    return _enqueue_all(connection, database_url, content_ids, queue_name, force)
+    return _enqueue_all(connection, database_url, [list(dict.fromkeys(content_ids))], queue_name, force)
 
 
 def _enqueue_all(
     connection: Redis,
     database_url: str,
-    content_ids: Iterable[int],
+    pages: Iterable[list[int]],
     queue_name: str | None,
     force: bool | None,
 ) -> EnqueueReport:
     identity = identity_of(database_url)
     queue = classification_queue(connection, queue_name)
     bind_queue(connection, queue.name, identity, describe(database_url))
-    report = EnqueueReport(database_id=identity, content_ids=list(dict.fromkeys(content_ids)), force=force)
-    for start in range(0, len(report.content_ids), ENQUEUE_CHUNK):
-        _enqueue_chunk(queue, report.content_ids[start : start + ENQUEUE_CHUNK], identity, report)
+    report = EnqueueReport(database_id=identity, force=force)
+    for page in pages:
+        report.content_ids.extend(page)
+        for start in range(0, len(page), ENQUEUE_CHUNK):
+            _enqueue_chunk(queue, page[start : start + ENQUEUE_CHUNK], identity, report)
     return report
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from redis import Redis
 
 from config import settings
-from db.queries import unclassified_ids
-from db.session import session_scope
-from jobs.queue import EnqueueReport, enqueue_ids
+from db.queries import unclassified_id_pages
+from db.session import session_factory
+from jobs.queue import EnqueueReport, enqueue_id_pages
 
 
 def sweep(connection: Redis, database_url: str, limit: int | None = None) -> EnqueueReport:
@@ -15,9 +17,16 @@ def sweep(connection: Redis, database_url: str, limit: int | None = None) -> Enq
 
     Contents whose job failed are enqueued again once their failure's cool-down has passed.
     """
-    with session_scope(database_url) as session:
-        ids = unclassified_ids(session, limit)
-    return enqueue_ids(connection, database_url, ids)
+    return enqueue_id_pages(connection, database_url, _unclassified_pages(database_url, limit))
+
+
+def _unclassified_pages(database_url: str, limit: int | None) -> Iterator[list[int]]:
+    """The unclassified ids a page at a time, each page read in a transaction of its own (a sweep of a
+    large backlog holds no read transaction open while it enqueues)."""
+    with session_factory(database_url)() as session:
+        for page in unclassified_id_pages(session, limit):
+            session.rollback()  # only read: ends the page's transaction
+            yield page
 
 
 def scheduled_sweep() -> dict[str, int]:

@@ -23,9 +23,11 @@ from rq.serializers import JSONSerializer
 
 import jobs.classify
 import jobs.queue
+from db import queries as db_queries
 from db.identity import database_id
 from db.migrate import upgrade
-from db.session import describe, engine_for
+from db.models import Content
+from db.session import describe, engine_for, session_scope
 from jobs.binding import binding_of
 from jobs.classify import ClassificationFailed
 from jobs.queue import (
@@ -49,6 +51,7 @@ from jobs.queue import (
     parse_job_id,
 )
 from jobs.rq_seam import JobCall
+from jobs.sweep import sweep
 
 #: a database identity as ``volfefe db upgrade`` makes them (10 hex digits).
 SOME_DATABASE = "0a1b2c3d4e"
@@ -475,3 +478,27 @@ def test_many_ids_in_several_chunks_each_once(
 
 def test_the_serializer_is_json() -> None:
     assert SERIALIZER is JSONSerializer
+
+
+def test_the_sweep_enqueues_every_unclassified_content_page_by_page(
+    db: str, ident: str, queue: Queue, connection: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keyset pages of 3 ids, enqueue chunks of 2: every unclassified content once, oldest first."""
+    monkeypatch.setattr(db_queries, "UNCLASSIFIED_PAGE", 3)
+    monkeypatch.setattr(jobs.queue, "ENQUEUE_CHUNK", 2)
+    with session_scope(db) as session:
+        contents = [
+            Content(source="t", external_id=str(i), text=f"post {i}", classified=i % 4 == 0)
+            for i in range(11)
+        ]
+        session.add_all(contents)
+        session.flush()
+        unclassified = [content.id for content in contents if not content.classified]
+
+    report = sweep(connection, db)
+    again = sweep(connection, db, limit=4)
+
+    assert report.content_ids == report.enqueued == unclassified
+    assert queue.job_ids == [job_id_for(content_id, ident) for content_id in unclassified]
+    assert again.content_ids == again.already_pending == unclassified[:4]
+    assert again.enqueued == []

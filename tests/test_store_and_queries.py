@@ -171,6 +171,33 @@ def test_unclassified_ids_of_an_empty_database(migrated_db: str) -> None:
         assert queries.unclassified_ids(session) == []
 
 
+def test_unclassified_pages_end_to_end_across_page_boundaries(migrated_db: str) -> None:
+    ids = add_contents(migrated_db, 11)
+    classify(migrated_db, ids[3], "positive", 0.7)
+    expected = [content_id for content_id in ids if content_id != ids[3]]  # 10: pages of 4, 4, 2
+    with session_scope(migrated_db) as session:
+        pages = list(queries.unclassified_id_pages(session, page_size=4))
+        limited = list(queries.unclassified_id_pages(session, limit=6, page_size=4))
+        exact = list(queries.unclassified_id_pages(session, limit=8, page_size=4))
+        previews = list(queries.unclassified_previews(session, limit=5, page_size=2))
+    assert pages == [expected[:4], expected[4:8], expected[8:]]
+    assert limited == [expected[:4], expected[4:6]]
+    assert exact == [expected[:4], expected[4:8]]
+    assert [content_id for content_id, _ in previews] == expected[:5]
+    assert previews[0][1] == "post 0"
+
+
+def test_a_content_classified_between_pages_is_not_in_a_later_page(migrated_db: str) -> None:
+    ids = add_contents(migrated_db, 6)
+    with session_scope(migrated_db) as session:
+        pages = queries.unclassified_id_pages(session, page_size=2)
+        first = next(pages)
+        classify(migrated_db, ids[3], "negative", 0.9)
+        rest = [content_id for page in pages for content_id in page]
+    assert first == ids[:2]
+    assert rest == [ids[2], ids[4], ids[5]]
+
+
 def test_contents_by_id(migrated_db: str) -> None:
     ids = add_contents(migrated_db, 3)
     with session_scope(migrated_db) as session:
