@@ -3,7 +3,7 @@
 python -m bench.run --model PATH|build:DIR --texts FILE.csv [--quick]
 
 Parts, in order: ceiling (+ batch sizes, agreement), pipeline runs (+ idle latency and worker
-memory), the original plan's way. Writes bench/results/<timestamp>.json and appends a section to
+memory), the original plan's way, the scale part (100,000 and 1,000,000 contents, no model). Writes bench/results/<timestamp>.json and appends a section to
 BENCHMARKS.md. Every server and process it starts is stopped on the way out, also on Ctrl-C.
 """
 
@@ -39,6 +39,7 @@ from bench.model import ModelArgumentError, resolve_model
 from bench.original import measure_original
 from bench.pipeline import deployment, measure_throughput
 from bench.report import append_section, pipeline_shares, render_section, targets
+from bench.scale import measure_scale
 from config import DEFAULT_BATCH_SIZE, DEFAULT_PRECISION, PRECISIONS
 
 RESULTS_DIR = REPO / "bench" / "results"
@@ -51,6 +52,7 @@ CEILING_ITEMS = (None, 150)
 SWEEP_ITEMS = (400, 100)
 LATENCY_ITEMS = (50, 10)
 ORIGINAL_ITEMS = (5, 3)
+SCALE_SIZES = ((100_000, 1_000_000), (100_000,))
 #: 1-minute load average per core above which the report flags the figures as distorted.
 BUSY_LOAD_PER_CORE = 0.25
 
@@ -69,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--skip",
         action="append",
         default=[],
-        choices=["ceiling", "pipeline", "postgres", "latency", "original"],
+        choices=["ceiling", "pipeline", "postgres", "latency", "original", "scale"],
         help="leave a part out (repeatable); targets that need it are reported as not measured",
     )
     parser.add_argument("--markdown", type=Path, default=BENCHMARKS_MD, help="where to append the section")
@@ -237,6 +239,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             results["original"] = _guarded(
                 results, "original way", lambda: measure_original(model, original_texts, "fp32", host.cores)
             ) or {"error": "failed"}
+        if "scale" not in args.skip and "postgres" not in args.skip:
+            sizes = SCALE_SIZES[quick]
+            log(f"scale: {', '.join(f'{size:,}' for size in sizes)} contents on PostgreSQL")
+            results["scale"] = _guarded(
+                results, "scale", lambda: measure_scale(model, work_dir / "scale", sizes)
+            )
     except KeyboardInterrupt:
         log("interrupted: stopping every server and process started")
         return 130
