@@ -51,21 +51,25 @@ class StubClassifier:
 
 def one_at_a_time(url: str, redis_url: str, ids: list[int]) -> float:
     """Seconds for ``classify_contents([id])`` for each id in turn."""
+    from db.identity import database_id
     from jobs.classify import classify_contents
 
+    identity = database_id(url)
     started = time.perf_counter()
     for content_id in ids:
-        classify_contents([content_id], url, raise_errors=True)
+        classify_contents([(content_id, identity)], url)
     return time.perf_counter() - started
 
 
 def in_batches(url: str, redis_url: str, ids: list[int]) -> float:
     """Seconds for ``classify_contents`` over batches of BATCH ids."""
+    from db.identity import database_id
     from jobs.classify import classify_contents
 
+    identity = database_id(url)
     started = time.perf_counter()
     for start in range(0, len(ids), BATCH):
-        classify_contents(ids[start : start + BATCH], url)
+        classify_contents([(content_id, identity) for content_id in ids[start : start + BATCH]], url)
     return time.perf_counter() - started
 
 
@@ -79,7 +83,7 @@ def whole_worker(url: str, redis_url: str, ids: list[int]) -> float:
     connection = connect(redis_url)
     connection.flushdb()
     queue = classification_queue(connection)
-    enqueue_ids(queue, ids)
+    enqueue_ids(connection, url, ids)
     config = load_settings({"DATABASE_URL": url, "FINBERT_BATCH_SIZE": str(BATCH), "TORCH_THREADS": "1"})
     worker = FinbertWorker([queue], connection=connection, config=config)
     ended: list[float] = []

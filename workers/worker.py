@@ -68,6 +68,14 @@ START_FAILURES_KEY = "volfefe:start-failures:{host}"
 BATCHED_FUNCTIONS = frozenset({CLASSIFY_FUNCTION, RECLASSIFY_FUNCTION})
 
 
+def batch_share(available: int, workers: int, most: int) -> int:
+    """Jobs a worker takes for a batch: WORKER_BATCH_JOBS (``most``), or its even share of the
+    ``available`` ones when fewer wait, so that at the end of a backlog every worker gets a part of the
+    last jobs instead of one of them working through a full batch while the others idle."""
+    even_share = -(-available // max(workers, 1))
+    return max(1, min(most, even_share))
+
+
 def _as_list(queues) -> list:
     return list(queues) if isinstance(queues, list | tuple) else [queues]
 
@@ -226,7 +234,7 @@ class FinbertWorker(SimpleWorker):
             # Busy from the first job on: a SIGTERM while the batch fills then waits for the batch
             # (warm shutdown); while idle, RQ raises StopRequested at once, stranding the jobs taken.
             self.set_state(WorkerStatus.BUSY)
-            taken = [first, *self._take_ready_jobs(self.config.worker_batch_jobs - 1)]
+            taken = [first, *self._take_ready_jobs(self._batch_share() - 1)]
             self._start(taken)
         return first
 
@@ -240,6 +248,13 @@ class FinbertWorker(SimpleWorker):
             self.heartbeat()
             time.sleep(0.5)
         return True
+
+    def _batch_share(self) -> int:
+        """How many jobs the batch just started takes, its first included (see ``batch_share``)."""
+        queue = self.queues[0]  # one queue: the database's (checked at start)
+        waiting = queue.count
+        workers = self.__class__.count(connection=self.connection, queue=queue)
+        return batch_share(waiting + 1, workers, self.config.worker_batch_jobs)
 
     def _take_ready_jobs(self, wanted: int) -> list[tuple[Job, Queue]]:
         """Up to ``wanted`` more jobs: those waiting now, or arriving within the batch wait."""

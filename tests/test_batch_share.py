@@ -1,0 +1,44 @@
+"""workers.worker.batch_share: how many jobs a worker takes for a batch, and the worker asking Redis."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+from rq import Queue, SimpleWorker
+from rq.serializers import JSONSerializer
+
+import config
+from workers.worker import FinbertWorker, batch_share
+
+
+@pytest.mark.parametrize(
+    ("available", "workers", "most", "expected"),
+    [
+        (10_000, 2, 256, 256),  # a backlog: full batches
+        (300, 2, 256, 150),  # its end: an even share each
+        (301, 2, 256, 151),  # rounded up: no job left for a third batch
+        (1, 2, 256, 1),
+        (100, 1, 256, 100),
+        (100, 0, 256, 100),  # not registered yet: counts as one
+        (7, 3, 2, 2),
+    ],
+)
+def test_the_share(available: int, workers: int, most: int, expected: int) -> None:
+    assert batch_share(available, workers, most) == expected
+
+
+def test_a_worker_takes_its_share_of_what_waits(tmp_path) -> None:
+    """Two workers registered on the queue, 99 jobs waiting besides the one just taken: 50 each."""
+    connection = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    settings = config.load_settings(
+        {"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "WORKER_BATCH_JOBS": "256"}
+    )
+    worker = FinbertWorker(["ml_classification"], connection=connection, config=settings)
+    other = SimpleWorker(["ml_classification"], connection=connection, serializer=JSONSerializer)
+    queue = Queue("ml_classification", connection=connection, serializer=JSONSerializer)
+    for index in range(99):
+        queue.enqueue("jobs.classify.classify_content", index, "0a1b2c3d4e")
+    worker.register_birth()
+    assert worker._batch_share() == 100  # alone: everything waiting
+    other.register_birth()
+    assert worker._batch_share() == 50
