@@ -19,12 +19,13 @@ from redis.exceptions import WatchError
 from rq import Queue
 from rq.exceptions import DeserializationError
 from rq.executions import Execution
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.results import Result
 from rq.scheduler import RQScheduler
 from rq.scripts import _build_hset_args
-from rq.utils import decode_redis_hash, now
+from rq.utils import as_text, decode_redis_hash, get_version, now
 from rq.worker import Worker
 
 if TYPE_CHECKING:
@@ -76,6 +77,66 @@ def stop_requested(worker: BaseWorker) -> bool:
     has no public accessor); a batch checks it between two of its steps.
     """
     return bool(worker._stop_requested)
+
+
+def dequeue_ready(queue: Queue, wanted: int, job_class: type[Job]) -> list[tuple[Job, Queue]]:
+    """Up to ``wanted`` jobs from the front of ``queue``, without waiting, in two round trips.
+
+    Mirrors ``Queue.dequeue_any([queue], timeout=None)`` (RQ 3.0, one queue, Redis >= 6.2) called
+    ``wanted`` times: ``Queue.lmove`` moves each id to the queue's intermediate list (LMOVE, pipelined
+    here) and ``Queue._fetch_dequeued_job`` reads each job (``Job.fetch``: HGETALL, then ``restore``;
+    pipelined here); an id whose job hash is gone is passed over, as RQ passes over it. A job that
+    cannot be restored, and every id after it, go back to the front of the queue as they were, so
+    that RQ's own ``dequeue_any`` meets that job next and handles it as it always does.
+    """
+    connection = queue.connection
+    if get_version(connection) < (6, 2, 0):  # RQ pops without an intermediate list there
+        taken: list[tuple[Job, Queue]] = []
+        try:
+            for _ in range(wanted):
+                result = Queue.dequeue_any(
+                    [queue], None, connection=connection, job_class=job_class, serializer=queue.serializer
+                )
+                if result is None:
+                    break
+                taken.append(result)
+        except Exception:
+            if taken:  # RQ raises for the job it could not read; those before it go back first
+                connection.lpush(queue.key, *reversed([job.id for job, _ in taken]))
+            raise
+        return taken
+    intermediate = IntermediateQueue.get_intermediate_queue_key(queue.key)
+    with connection.pipeline(transaction=False) as pipeline:
+        for _ in range(wanted):
+            pipeline.lmove(queue.key, intermediate)
+        job_ids = [as_text(job_id) for job_id in pipeline.execute() if job_id is not None]
+    if not job_ids:
+        return []
+    with connection.pipeline(transaction=False) as pipeline:
+        for job_id in job_ids:
+            pipeline.hgetall(Job.key_for(job_id))
+        hashes = pipeline.execute()
+    taken = []
+    for index, (job_id, raw) in enumerate(zip(job_ids, hashes, strict=True)):
+        if not raw:
+            continue
+        job = job_class(job_id, connection=connection, serializer=queue.serializer)
+        try:
+            job.restore(raw)
+        except Exception:
+            _put_back(queue, intermediate, job_ids[index:])
+            break
+        taken.append((job, queue))
+    return taken
+
+
+def _put_back(queue: Queue, intermediate: str, job_ids: list[str]) -> None:
+    """Return ids moved to the intermediate list to the front of the queue, in their order."""
+    with queue.connection.pipeline() as pipeline:
+        for job_id in job_ids:
+            pipeline.lrem(intermediate, 1, job_id)
+        pipeline.lpush(queue.key, *reversed(job_ids))
+        pipeline.execute()
 
 
 def start_executions(

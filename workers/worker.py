@@ -260,21 +260,16 @@ class FinbertWorker(SimpleWorker):
         """Up to ``wanted`` more jobs: those waiting now, or arriving within the batch wait."""
         taken: list[tuple[Job, Queue]] = []
         deadline = time.monotonic() + self.config.batch_wait_ms / 1000
+        queue = self.queues[0]  # one queue: the database's (checked at start)
         while len(taken) < wanted:
-            result = self.queue_class.dequeue_any(
-                self.queues,  # one queue: the database's (checked at start)
-                None,
-                connection=self.connection,
-                job_class=self.job_class,
-                serializer=self.serializer,
-                death_penalty_class=self.death_penalty_class,
-            )
-            if result is not None:
-                taken.append(result)
-            elif time.monotonic() < deadline and not rq_seam.stop_requested(self):
-                time.sleep(0.0005)
-            else:
+            more = rq_seam.dequeue_ready(queue, wanted - len(taken), self.job_class)
+            taken.extend(more)
+            if len(taken) >= wanted:
                 break
+            if not more and (time.monotonic() >= deadline or rq_seam.stop_requested(self)):
+                break
+            if not more:
+                time.sleep(0.0005)
         return taken
 
     def _batch_timeout(self, jobs: int) -> int:
