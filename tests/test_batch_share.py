@@ -12,26 +12,32 @@ from workers.worker import FinbertWorker, batch_share
 
 
 @pytest.mark.parametrize(
-    ("available", "workers", "most", "expected"),
+    ("available", "workers", "most", "least", "expected"),
     [
-        (10_000, 2, 256, 256),  # a backlog: full batches
-        (300, 2, 256, 150),  # its end: an even share each
-        (301, 2, 256, 151),  # rounded up: no job left for a third batch
-        (1, 2, 256, 1),
-        (100, 1, 256, 100),
-        (100, 0, 256, 100),  # not registered yet: counts as one
-        (7, 3, 2, 2),
+        (10_000, 2, 256, 32, 256),  # a backlog: full batches
+        (300, 2, 256, 32, 150),  # its end: an even share each
+        (301, 2, 256, 32, 151),  # rounded up: no job left for a third batch
+        (40, 2, 256, 32, 32),  # never less than a forward pass (the batch wait may fill it)
+        (1, 2, 256, 32, 32),
+        (100, 1, 256, 32, 100),
+        (100, 0, 256, 32, 100),  # not registered yet: counts as one
+        (7, 3, 2, 32, 2),  # WORKER_BATCH_JOBS below a forward pass wins
+        (5, 1, 256, 0, 5),
     ],
 )
-def test_the_share(available: int, workers: int, most: int, expected: int) -> None:
-    assert batch_share(available, workers, most) == expected
+def test_the_share(available: int, workers: int, most: int, least: int, expected: int) -> None:
+    assert batch_share(available, workers, most, least) == expected
 
 
 def test_a_worker_takes_its_share_of_what_waits(tmp_path) -> None:
     """Two workers registered on the queue, 99 jobs waiting besides the one just taken: 50 each."""
     connection = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     settings = config.load_settings(
-        {"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "WORKER_BATCH_JOBS": "256"}
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+            "WORKER_BATCH_JOBS": "256",
+            "FINBERT_BATCH_SIZE": "8",
+        }
     )
     worker = FinbertWorker(["ml_classification"], connection=connection, config=settings)
     other = SimpleWorker(["ml_classification"], connection=connection, serializer=JSONSerializer)

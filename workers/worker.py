@@ -68,12 +68,13 @@ START_FAILURES_KEY = "volfefe:start-failures:{host}"
 BATCHED_FUNCTIONS = frozenset({CLASSIFY_FUNCTION, RECLASSIFY_FUNCTION})
 
 
-def batch_share(available: int, workers: int, most: int) -> int:
+def batch_share(available: int, workers: int, most: int, least: int) -> int:
     """Jobs a worker takes for a batch: WORKER_BATCH_JOBS (``most``), or its even share of the
     ``available`` ones when fewer wait, so that at the end of a backlog every worker gets a part of the
-    last jobs instead of one of them working through a full batch while the others idle."""
+    last jobs instead of one of them working through a full batch while the others idle; never less
+    than one forward pass (``least``), which the batch wait (FINBERT_BATCH_WAIT_MS) may still fill."""
     even_share = -(-available // max(workers, 1))
-    return max(1, min(most, even_share))
+    return max(1, min(most, max(least, even_share)))
 
 
 def _as_list(queues) -> list:
@@ -254,7 +255,7 @@ class FinbertWorker(SimpleWorker):
         queue = self.queues[0]  # one queue: the database's (checked at start)
         waiting = queue.count
         workers = self.__class__.count(connection=self.connection, queue=queue)
-        return batch_share(waiting + 1, workers, self.config.worker_batch_jobs)
+        return batch_share(waiting + 1, workers, self.config.worker_batch_jobs, self.config.batch_size)
 
     def _take_ready_jobs(self, wanted: int) -> list[tuple[Job, Queue]]:
         """Up to ``wanted`` more jobs: those waiting now, or arriving within the batch wait."""
