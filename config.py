@@ -8,6 +8,8 @@ Every setting has a documented default so that the project runs with nothing set
 | ``REDIS_URL`` | unset | Redis for the queue; unset: the CLI starts a private ``redis-server`` |
 | ``FINBERT_MODEL`` | ``yiyanghkust/finbert-tone`` | hub id or local folder of a sequence-classification model |
 | ``FINBERT_PRECISION`` | ``bf16`` | ``fp32``, ``bf16`` or ``int8`` (see BENCHMARKS.md) |
+| ``FINBERT_ENGINE`` | ``torch`` | ``torch``, or ``openvino`` (the ``openvino`` extra; converted once by ``volfefe model build``) |
+| ``VOLFEFE_ENGINE_CACHE`` | ``~/.cache/volfefe/engines`` | where converted models are kept (``<key>/model.xml``), outside the repository |
 | ``FINBERT_BATCH_SIZE`` | ``32`` | texts per forward pass |
 | ``WORKER_BATCH_JOBS`` | ``256`` | ready jobs a worker takes at once, sorted by length into forward passes |
 | ``FINBERT_BATCH_WAIT_MS`` | ``2`` | how long a worker waits for more jobs to fill a batch |
@@ -39,6 +41,11 @@ DEFAULT_DATABASE_URL = "sqlite:///volfefe.db"
 DEFAULT_QUEUE_NAME = "ml_classification"
 DEFAULT_MODEL = "yiyanghkust/finbert-tone"
 PRECISIONS = ("fp32", "bf16", "int8")
+#: inference engines; ``openvino`` needs the ``openvino`` extra and a ``volfefe model build``.
+ENGINES = ("torch", "openvino")
+DEFAULT_ENGINE = "torch"
+#: converted models (OpenVINO IR) live here, one folder per conversion key.
+DEFAULT_ENGINE_CACHE = "~/.cache/volfefe/engines"
 #: bf16 weights: 2-4x fp32 throughput on this hardware with identical labels (BENCHMARKS.md).
 DEFAULT_PRECISION = "bf16"
 #: texts per forward pass.
@@ -80,6 +87,10 @@ class Settings:
     web_username: str | None = None
     web_password: str | None = field(default=None, repr=False)
     metrics_window_minutes: int = DEFAULT_METRICS_WINDOW_MINUTES
+    engine: str = DEFAULT_ENGINE
+    engine_cache: Path = field(default_factory=lambda: Path(DEFAULT_ENGINE_CACHE).expanduser())
+    #: WORKER_PROCESSES: worker processes sharing this machine (openvino workers pin disjoint cores).
+    worker_processes: int = 1
 
 
 def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -156,6 +167,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     labels_raw = environ.get("FINBERT_LABELS", "").strip()
     labels = tuple(label.strip().lower() for label in labels_raw.split(",")) if labels_raw else None
     processes = _positive_int(environ, "WORKER_PROCESSES", 1)
+    engine = environ.get("FINBERT_ENGINE", "").strip().lower() or DEFAULT_ENGINE
+    if engine not in ENGINES:
+        raise ConfigError(f"FINBERT_ENGINE={engine!r} must be one of {', '.join(ENGINES)}")
     return Settings(
         database_url=_database_url(environ),
         redis_url=environ.get("REDIS_URL", "").strip() or None,
@@ -175,6 +189,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         metrics_window_minutes=_positive_int(
             environ, "VOLFEFE_METRICS_WINDOW_MINUTES", DEFAULT_METRICS_WINDOW_MINUTES
         ),
+        engine=engine,
+        engine_cache=Path(
+            environ.get("VOLFEFE_ENGINE_CACHE", "").strip() or DEFAULT_ENGINE_CACHE
+        ).expanduser(),
+        worker_processes=processes,
     )
 
 

@@ -7,6 +7,10 @@ the time from the first start to the last end). Every pass runs twice on the sam
 long-running worker gets) is the ceiling. For the default precision the single process also runs a
 batch-size sweep on a subset, and every single-process run returns its predictions for the
 agreement table.
+
+With ``openvino_precisions`` the same is measured for the OpenVINO engine (``measure_openvino``):
+each conversion is built first in a process of its own (timed; cached in ``engine_cache``), then the
+layouts 1x2 and 2x1 with each process pinned to its own core, as workers pin themselves.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ class CeilingPlan:
     batch_size: int
     sweep_batch_sizes: tuple[int, ...]
     work_dir: Path
+    #: OpenVINO precisions to measure beside torch's (empty: torch only).
+    openvino_precisions: tuple[str, ...] = ()
+    #: where conversions are cached (None: the product's default, ~/.cache/volfefe/engines).
+    engine_cache: Path | None = None
 
 
 def run_children(specs: Sequence[dict[str, Any]], work_dir: Path, tag: str) -> list[dict[str, Any]]:
@@ -94,11 +102,12 @@ def _rate(items: int, seconds: float) -> float:
 
 
 def measure_layout(
-    plan: CeilingPlan, precision: str, processes: int, threads: int
+    plan: CeilingPlan, precision: str, processes: int, threads: int, engine: str = "torch"
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Classify all texts at ``precision`` with ``processes`` x ``threads``; the figures and raw results."""
+    """Classify all texts at ``precision`` with ``processes`` x ``threads`` in ``engine``; the figures
+    and raw results. OpenVINO processes of a multi-process layout each pin themselves to their cores."""
     planned = [{"batch_size": plan.batch_size, "set": "all"}]
-    if processes == 1 and precision == plan.default_precision:
+    if processes == 1 and precision == plan.default_precision and engine == "torch":
         planned += [{"batch_size": size, "set": "subset"} for size in plan.sweep_batch_sizes]
     # Each pass runs twice on the same texts: the first (cold) also creates the kernels for each new
     # tensor shape, the second (warm) is what a long-running worker gets, and is the ceiling.
@@ -112,12 +121,19 @@ def measure_layout(
             "subset": plan.subset,
             "passes": passes,
             "predictions": processes == 1,
+            "engine": engine,
+            "engine_cache": str(plan.engine_cache) if plan.engine_cache else None,
+            "pin": {"processes": processes, "lock_dir": str(plan.work_dir / "core-locks")}
+            if engine == "openvino" and processes > 1
+            else None,
         }
         for index in range(processes)
     ]
     name = layout_name(processes, threads)
-    log(f"ceiling: {precision}, {processes} process(es) x {threads} thread(s), {len(plan.texts)} texts")
-    results = run_children(specs, plan.work_dir, f"ceiling-{precision}-{name}")
+    log(
+        f"ceiling: {engine} {precision}, {processes} process(es) x {threads} thread(s), {len(plan.texts)} texts"
+    )
+    results = run_children(specs, plan.work_dir, f"ceiling-{engine}-{precision}-{name}")
 
     def combined(round_: str) -> tuple[int, float]:
         """All processes' items over the time from the first start to the last end of that pass."""
@@ -132,8 +148,12 @@ def measure_layout(
     items, seconds, cpu_seconds = combined("warm")
     _cold_items, cold_seconds, _cold_cpu = combined("cold")
     figures = {
+        "engine": engine,
         "precision": precision,
         "layout": name,
+        "pinned": [result.get("pinned_cores") for result in results] if engine != "torch" else None,
+        "engine_facts": results[0].get("engine_facts", {}),
+        "rss_after_load_mb": max(result.get("rss_after_load_mb") or 0.0 for result in results),
         "processes": processes,
         "threads": threads,
         "batch_size": plan.batch_size,
@@ -182,6 +202,15 @@ def agreement(reference: list[dict[str, Any]], other: list[dict[str, Any]]) -> d
             (abs(ref["confidence"] - item["confidence"]) for ref, item in pairs), default=0.0
         ),
         "max_fp32_margin_where_disagreeing": max((ref["margin"] for ref in disagreeing), default=None),
+        # every label's probability (predictions written since the engines' comparison carry them)
+        "max_abs_probability_diff": max(
+            (
+                max(abs(a - b) for a, b in zip(ref["scores"], item["scores"], strict=True))
+                for ref, item in pairs
+                if "scores" in ref and "scores" in item
+            ),
+            default=None,
+        ),
     }
 
 
@@ -210,7 +239,11 @@ def measure_ceiling(plan: CeilingPlan) -> dict[str, Any]:
         for precision in predictions
         if precision != "fp32" and "fp32" in predictions
     }
+    engines = {}
+    if plan.openvino_precisions:
+        engines["openvino"] = measure_openvino(plan, plan.openvino_precisions, predictions.get("fp32"))
     return {
+        "engines": engines,
         "layouts": layouts,
         "batch_sweep": {
             "precision": plan.default_precision,
@@ -218,6 +251,80 @@ def measure_ceiling(plan: CeilingPlan) -> dict[str, Any]:
             "subset_items": len(plan.subset),
             "results": sweep,
         },
+        "agreement": agreements,
+        "errors": errors,
+    }
+
+
+def build_conversion(plan: CeilingPlan, precision: str, engine: str = "openvino") -> dict[str, Any]:
+    """Build (or find cached) ``engine``'s conversion at ``precision`` in a process of its own: its
+    seconds (``conversion_seconds`` from the build record, ``seconds_now`` for this call), whether it
+    converted now, its size and the builder's peak RSS."""
+    plan.work_dir.mkdir(parents=True, exist_ok=True)
+    spec_path = plan.work_dir / f"build-{engine}-{precision}.spec.json"
+    out_path = plan.work_dir / f"build-{engine}-{precision}.out.json"
+    log_path = plan.work_dir / f"build-{engine}-{precision}.log"
+    from config import DEFAULT_ENGINE_CACHE
+
+    cache = plan.engine_cache or Path(DEFAULT_ENGINE_CACHE).expanduser()
+    spec_path.write_text(
+        json.dumps(
+            {"model": str(plan.model), "precision": precision, "engine": engine, "engine_cache": str(cache)}
+        )
+    )
+    log(f"ceiling: building the {engine} {precision} conversion (cached in {cache})")
+    with log_path.open("w") as log_file:
+        result = subprocess.run(
+            [PYTHON, "-m", "bench.child", "--build", str(spec_path), str(out_path)],
+            cwd=REPO,
+            env=child_env(),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            timeout=CHILD_TIMEOUT,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"building the {engine} {precision} conversion failed:\n{log_path.read_text()[-2000:]}"
+        )
+    return json.loads(out_path.read_text())
+
+
+def measure_openvino(
+    plan: CeilingPlan, precisions: Sequence[str], reference: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    """OpenVINO at each precision: its conversion, both layouts (2x1 pinned), agreement with torch fp32.
+
+    Returns ``{"engine": "openvino", "builds": {precision: build_conversion(...)}, "layouts": [figures
+    as measure_layout's, with "engine": "openvino"], "agreement": {precision: agreement(...)},
+    "errors": [str]}``; ``reference`` is torch fp32's 1x2 predictions (None: no agreement figures).
+    """
+    builds: dict[str, dict[str, Any]] = {}
+    layouts: list[dict[str, Any]] = []
+    agreements: dict[str, dict[str, Any]] = {}
+    errors: list[str] = []
+    for precision in precisions:
+        try:
+            builds[precision] = build_conversion(plan, precision)
+        except (RuntimeError, subprocess.TimeoutExpired, OSError) as error:
+            errors.append(f"openvino {precision} build: {error}")
+            log(f"ceiling: openvino {precision} build failed: {error}")
+            continue
+        for processes, threads in LAYOUTS:
+            try:
+                figures, results = measure_layout(plan, precision, processes, threads, engine="openvino")
+            except (RuntimeError, subprocess.TimeoutExpired, OSError) as error:
+                errors.append(f"openvino {precision} {layout_name(processes, threads)}: {error}")
+                log(f"ceiling: openvino {precision} {layout_name(processes, threads)} failed: {error}")
+                continue
+            layouts.append(figures)
+            log(f"ceiling: openvino {precision} {figures['layout']}: {figures['items_per_s']:.1f} items/s")
+            if processes == 1 and reference is not None:
+                agreements[precision] = agreement(reference, results[0]["predictions"])
+    return {
+        "engine": "openvino",
+        "builds": builds,
+        "layouts": layouts,
         "agreement": agreements,
         "errors": errors,
     }

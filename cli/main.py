@@ -69,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
         )
     )
 
+    from cli.model_build import add_arguments as model_arguments
+
+    model_arguments(commands.add_parser("model", help="build the configured engine's conversion (openvino)"))
+
     run = commands.add_parser("run", help="the main job end to end: import, enqueue, work, report")
     run.add_argument("file", type=Path, nargs="?", help="posts to import (default: the shipped sample)")
     run.add_argument(
@@ -123,6 +127,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from cli.reclassify import reclassify
 
         return reclassify(config, args)
+    if args.command == "model":
+        from cli.model_build import run_model_command
+
+        return run_model_command(config, args)
     if args.command == "run":
         from cli.run import SAMPLE_POSTS, run
 

@@ -71,7 +71,7 @@ def reclassify(config: Settings, args: argparse.Namespace) -> int:
         print("volfefe reclassify: error: --timeout goes with --wait", file=sys.stderr)
         return 2
     require_existing_database(config.database_url)
-    target = configured_model_version(config.model, config.precision)
+    target = configured_model_version(config.model, config.precision, engine=config.engine)
     with session_scope(config.database_url) as session:
         if args.ids:
             candidates = reclassification_candidates(session, ids=args.ids)

@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, PRECISIONS
-from errors import VolfefeError, first_line
+from config import DEFAULT_BATCH_SIZE, DEFAULT_ENGINE, DEFAULT_MAX_LENGTH, ENGINES, PRECISIONS
+from errors import first_line
+from model.engines import Engine, ModelLoadError, TorchEngine, engine_tag
 from model.labels import LabelError, sentiment_labels
 from model.model_marks import RANDOM_WEIGHTS_KEY, RANDOM_WEIGHTS_TAG
 from model.windows import aggregate, split_into_windows
@@ -23,10 +25,6 @@ log = logging.getLogger(__name__)
 
 #: seconds to wait for the model hub before calling it unreachable.
 HUB_PROBE_TIMEOUT = 3.0
-
-
-class ModelLoadError(VolfefeError):
-    """FINBERT_MODEL could not be loaded; the message is one readable line."""
 
 
 @dataclass(frozen=True)
@@ -47,15 +45,6 @@ def configure_torch(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
-    model = model.float()  # from whatever dtype the checkpoint was saved in
-    if precision == "bf16":
-        return model.to(torch.bfloat16)
-    if precision == "int8":
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    return model
-
-
 def _hub_reachable(endpoint: str) -> bool:
     from urllib.parse import urlsplit
 
@@ -67,8 +56,9 @@ def _hub_reachable(endpoint: str) -> bool:
         return False
 
 
-def _load_pretrained(source: str):
-    """Tokenizer and model from a local folder, the local cache, or the hub, in that order."""
+def _load_pretrained(source: str, weights: bool = True):
+    """Tokenizer and model (or only its config, without ``weights``) from a local folder, the local
+    cache, or the hub, in that order."""
     from transformers import logging as transformers_logging
 
     fix = (
@@ -95,6 +85,8 @@ def _load_pretrained(source: str):
                 )
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+            if not weights:
+                return tokenizer, AutoConfig.from_pretrained(source, local_files_only=local_only)
             model = AutoModelForSequenceClassification.from_pretrained(source, local_files_only=local_only)
             return tokenizer, model
         except Exception as failure:  # transformers raises OSError, ValueError, HTTP errors...
@@ -102,22 +94,33 @@ def _load_pretrained(source: str):
     raise ModelLoadError(f"cannot load FINBERT_MODEL={source!r}: {first_line(error)}; {fix}") from None
 
 
-def _model_version(source: str, revision: str | None, precision: str, random_weights: bool = False) -> str:
-    """``<hub id or folder>[@<revision>][+random-weights]+<precision>`` (see model.model_marks)."""
+def _model_version(
+    source: str,
+    revision: str | None,
+    precision: str,
+    random_weights: bool = False,
+    engine: str = DEFAULT_ENGINE,
+) -> str:
+    """``<hub id or folder>[@<revision>][+random-weights]+<precision>`` for torch, ``...+openvino-<precision>``
+    for another engine (see model.model_marks, model.engines.engine_tag)."""
     name = str(Path(source).resolve()) if Path(source).is_dir() else source
     parts = [f"{name}@{revision[:12]}" if revision else name]
     if random_weights:
         parts.append(RANDOM_WEIGHTS_TAG)
-    return "+".join([*parts, precision])
+    return "+".join([*parts, engine_tag(engine, precision)])
 
 
-def configured_model_version(source: str, precision: str) -> str:
-    """The ``model_version`` a worker loading ``source`` at ``precision`` will write, read from the
-    model's config alone (no weights): what ``volfefe reclassify`` compares stored classifications to."""
-    from transformers import AutoConfig
-
+def _check_choices(precision: str, engine: str) -> None:
     if precision not in PRECISIONS:
         raise ModelLoadError(f"FINBERT_PRECISION={precision!r} must be one of {', '.join(PRECISIONS)}")
+    if engine not in ENGINES:
+        raise ModelLoadError(f"FINBERT_ENGINE={engine!r} must be one of {', '.join(ENGINES)}")
+
+
+def configured_model_version(source: str, precision: str, engine: str = DEFAULT_ENGINE) -> str:
+    """The ``model_version`` a worker loading ``source`` at ``precision`` in ``engine`` will write, read
+    from the model's config alone (no weights): what ``volfefe reclassify`` compares stored classifications to."""
+    _check_choices(precision, engine)
     try:
         config = AutoConfig.from_pretrained(source, local_files_only=True)
     except Exception:
@@ -128,22 +131,22 @@ def configured_model_version(source: str, precision: str) -> str:
                 f"cannot read the config of FINBERT_MODEL={source!r}: {first_line(error)}"
             ) from None
     random_weights = getattr(config, RANDOM_WEIGHTS_KEY, False) is True
-    return _model_version(source, getattr(config, "_commit_hash", None), precision, random_weights)
+    return _model_version(source, getattr(config, "_commit_hash", None), precision, random_weights, engine)
 
 
 class FinbertClassifier:
-    """A loaded sequence-classification model and its tokenizer."""
+    """A loaded sequence-classification model (behind an engine) and its tokenizer."""
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        engine: Engine,
         tokenizer,
         labels: Sequence[str],
         model_version: str,
         max_length: int = DEFAULT_MAX_LENGTH,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
-        self.model = model
+        self.engine = engine
         self.tokenizer = tokenizer
         self.labels = tuple(labels)
         self.model_version = model_version
@@ -158,23 +161,32 @@ class FinbertClassifier:
         max_length: int = DEFAULT_MAX_LENGTH,
         batch_size: int = DEFAULT_BATCH_SIZE,
         labels: Sequence[str] | None = None,
+        engine: str = DEFAULT_ENGINE,
+        engine_cache: Path | None = None,
+        threads: int | None = None,
     ) -> FinbertClassifier:
-        """Load ``source`` (hub id or local folder) at ``precision``; raise ModelLoadError on any failure."""
-        if precision not in PRECISIONS:
-            raise ModelLoadError(f"FINBERT_PRECISION={precision!r} must be one of {', '.join(PRECISIONS)}")
+        """Load ``source`` (hub id or local folder) at ``precision`` in ``engine``; raise ModelLoadError
+        on any failure. ``openvino`` reads the conversion ``volfefe model build`` left in ``engine_cache``
+        (and runs ``threads`` inference threads); it never holds the torch model."""
+        _check_choices(precision, engine)
         started = time.perf_counter()
-        tokenizer, model = _load_pretrained(source)
+        tokenizer, loaded = _load_pretrained(source, weights=engine == "torch")
+        config = loaded.config if engine == "torch" else loaded
         try:
-            names = sentiment_labels(model.config.id2label, source, labels)
+            names = sentiment_labels(config.id2label, source, labels)
         except LabelError as error:
             raise ModelLoadError(f"cannot use FINBERT_MODEL={source!r}: {error}") from None
-        model.eval()
-        model = _apply_precision(model, precision)
-        limit = min(max_length, getattr(model.config, "max_position_embeddings", max_length))
-        revision = getattr(model.config, "_commit_hash", None)
-        random_weights = getattr(model.config, RANDOM_WEIGHTS_KEY, False) is True
-        version = _model_version(source, revision, precision, random_weights)
-        classifier = cls(model, tokenizer, names, version, limit, batch_size)
+        limit = min(max_length, getattr(config, "max_position_embeddings", max_length))
+        revision = getattr(config, "_commit_hash", None)
+        random_weights = getattr(config, RANDOM_WEIGHTS_KEY, False) is True
+        version = _model_version(source, revision, precision, random_weights, engine)
+        if engine == "torch":
+            runner: Engine = TorchEngine(loaded, precision)
+        else:
+            from model.openvino_engine import load_openvino_engine
+
+            runner = load_openvino_engine(source, precision, max_length, engine_cache, threads)
+        classifier = cls(runner, tokenizer, names, version, limit, batch_size)
         classifier.classify(
             ["warm up"]
         )  # pages the weights in and primes kernels before the first real batch
@@ -219,15 +231,18 @@ class FinbertClassifier:
             )
         return results
 
-    def _forward(self, input_ids: list[list[int]]) -> torch.Tensor:
+    def _forward(self, input_ids: list[list[int]]) -> np.ndarray:
         """Softmax probabilities for a batch of token id lists (padded to the longest)."""
-        width = max(len(row) for row in input_ids)
-        pad = self.tokenizer.pad_token_id or 0
-        ids = torch.full((len(input_ids), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(input_ids), width), dtype=torch.long)
-        for row, tokens in enumerate(input_ids):
-            ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-            mask[row, : len(tokens)] = 1
-        with torch.inference_mode():
-            logits = self.model(input_ids=ids, attention_mask=mask).logits
-        return torch.softmax(logits.float(), dim=-1)
+        ids, mask = pad_batch(input_ids, self.tokenizer.pad_token_id or 0)
+        return self.engine.forward(ids, mask)
+
+
+def pad_batch(input_ids: Sequence[Sequence[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """``input_ids`` and ``attention_mask`` (int64) for token id lists padded to the longest."""
+    width = max(len(row) for row in input_ids)
+    ids = np.full((len(input_ids), width), pad, dtype=np.int64)
+    mask = np.zeros((len(input_ids), width), dtype=np.int64)
+    for row, tokens in enumerate(input_ids):
+        ids[row, : len(tokens)] = tokens
+        mask[row, : len(tokens)] = 1
+    return ids, mask

@@ -14,8 +14,19 @@ def warm_classifier(config: Settings | None = None) -> FinbertClassifier:
     if _classifier is None:
         config = config or settings()
         configure_torch(config.torch_threads)
+        if config.engine == "openvino":  # it pins its threads: workers must not share cores
+            from model.pinning import claim_cores
+
+            claim_cores(config.worker_processes)
         _classifier = FinbertClassifier.load(
-            config.model, config.precision, config.max_length, config.batch_size, config.labels
+            config.model,
+            config.precision,
+            config.max_length,
+            config.batch_size,
+            config.labels,
+            engine=config.engine,
+            engine_cache=config.engine_cache,
+            threads=config.torch_threads,
         )
     return _classifier
 

@@ -58,7 +58,9 @@ def test_every_classification_carries_its_audit(migrated_db: str, classifier) ->
     assert short["text"]["windows"] == 1
     assert short["text"]["tokens"] == len(classifier.tokenizer(SHORT, add_special_tokens=False)["input_ids"])
     assert short["text"]["sha256"] == hashlib.sha256(SHORT.encode()).hexdigest()
-    assert short["text"]["cut"] is False and short["text"]["quote"] is False and short["text"]["repost"] is False
+    assert (
+        short["text"]["cut"] is False and short["text"]["quote"] is False and short["text"]["repost"] is False
+    )
     assert short["quality"]["margin"] == pytest.approx(margin(short["raw_scores"]), abs=1e-6)
     assert short["quality"]["entropy"] == pytest.approx(entropy(short["raw_scores"]), abs=1e-6)
     processing = short["processing"]
@@ -100,7 +102,9 @@ def test_quotes_reposts_and_cut_posts_are_recorded(migrated_db: str, classifier)
     from model.visible_text import MAX_POST_CHARS
 
     url = migrated_db
-    quote = '<p>Great jobs numbers!<span class="quote-inline"><br/>RT: https://truthsocial.com/@x/123</span></p>'
+    quote = (
+        '<p>Great jobs numbers!<span class="quote-inline"><br/>RT: https://truthsocial.com/@x/123</span></p>'
+    )
     repost = "RT @WhiteHouse: Stocks rally on strong earnings"
     huge = "Stocks rally. " * (MAX_POST_CHARS // 14 + 100)
     ids = [add(url, quote, "q"), add(url, repost, "r"), add(url, huge, "h")]

@@ -256,9 +256,7 @@ def test_unreachable_hub_id_online_mode(monkeypatch: pytest.MonkeyPatch) -> None
     # Not offline, but the hub does not answer (probed without touching the network here).
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     probed: list[str] = []
-    monkeypatch.setattr(
-        model.classifier, "_hub_reachable", lambda endpoint: probed.append(endpoint) or False
-    )
+    monkeypatch.setattr(model.classifier, "_hub_reachable", lambda endpoint: probed.append(endpoint) or False)
     source = "volfefe-tests/no-such-model"
     with pytest.raises(ModelLoadError) as caught:
         FinbertClassifier.load(source)

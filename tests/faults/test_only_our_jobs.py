@@ -80,9 +80,13 @@ def push_pickled_argument(run: FaultRun, connection: Redis, marker: Path, conten
     job = queue.create_job(JOB_FUNCTION, args=(content_id, run.ident))
     # The payload goes in before the job reaches the queue: a worker waiting on the queue would
     # otherwise take the job (and its JSON payload) between the enqueue and the replacement.
-    job._data = pickle.dumps((JOB_FUNCTION, None, (RunsCommandWhenUnpickled(f"touch {marker}"), run.ident), {}))
+    job._data = pickle.dumps(
+        (JOB_FUNCTION, None, (RunsCommandWhenUnpickled(f"touch {marker}"), run.ident), {})
+    )
     queue.enqueue_job(job)
-    assert zlib.decompress(connection.hget(job.key, "data")).startswith(b"\x80")  # a pickle (compressed, as RQ stores it)
+    assert zlib.decompress(connection.hget(job.key, "data")).startswith(
+        b"\x80"
+    )  # a pickle (compressed, as RQ stores it)
     return job.id, NOT_JSON
 
 

@@ -1,0 +1,66 @@
+"""``volfefe model build``: convert the configured model for its engine once, before any worker starts.
+
+A worker never converts while jobs wait: loading an OpenVINO engine whose conversion is missing fails
+with one line naming this command. The conversion is cached outside the repository
+(VOLFEFE_ENGINE_CACHE) and rebuilt only when its key changes (model files, precision, library
+versions, maximum length, calibration texts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from config import Settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "action",
+        choices=["build"],
+        help="build: convert FINBERT_MODEL for FINBERT_ENGINE at FINBERT_PRECISION",
+    )
+    parser.add_argument(
+        "--calibrate-from-db",
+        action="store_true",
+        help="int8: calibrate on up to 300 of your own contents from DATABASE_URL (default: the shipped sample)",
+    )
+
+
+def run_model_command(config: Settings, args: argparse.Namespace) -> int:
+    """Build (or find cached) the configured conversion; print its folder and the seconds taken."""
+    if args.calibrate_from_db and not (config.engine == "openvino" and config.precision == "int8"):
+        print(
+            "volfefe model: error: --calibrate-from-db applies to FINBERT_ENGINE=openvino with "
+            f"FINBERT_PRECISION=int8 (configured: {config.engine}, {config.precision})",
+            file=sys.stderr,
+        )
+        return 2
+    if config.engine == "torch":
+        print("FINBERT_ENGINE=torch runs the model as it is: nothing to build")
+        return 0
+    from model.openvino_engine import build, cache_root
+
+    started = time.perf_counter()
+    calibration = None
+    if args.calibrate_from_db:
+        from db.existence import require_existing_database
+        from model.calibration import database_texts
+
+        require_existing_database(config.database_url)
+        calibration = database_texts(config.database_url)
+    result = build(
+        config.model, config.precision, config.max_length, cache_root(config.engine_cache), calibration
+    )
+    seconds = time.perf_counter() - started
+    used = result.record.get("calibration")
+    calibrated = f", calibrated on {used['texts']} texts ({used['source']})" if used else ""
+    if result.converted:
+        print(f"built {config.engine} {config.precision} in {seconds:.1f}s{calibrated}: {result.folder}")
+    else:
+        print(
+            f"already built {config.engine} {config.precision} (conversion took {result.record['seconds']}s"
+            f"{calibrated}; checked in {seconds:.1f}s): {result.folder}"
+        )
+    return 0

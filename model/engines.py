@@ -1,0 +1,75 @@
+"""Inference engines behind ``FinbertClassifier``: what turns a padded batch of token ids into probabilities.
+
+The classifier owns the tokenizer, labels, windows and batching; an engine only runs the model. ``torch``
+runs the transformers model in place at fp32, bf16 or dynamic int8; ``openvino`` (``model.openvino_engine``)
+runs a conversion built beforehand by ``volfefe model build``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from errors import VolfefeError
+
+if TYPE_CHECKING:
+    import torch
+
+    from config import Settings
+
+
+class ModelLoadError(VolfefeError):
+    """FINBERT_MODEL could not be loaded; the message is one readable line."""
+
+
+class Engine(Protocol):
+    """A loaded model: softmax probabilities (float32, one row per input row) for a padded batch."""
+
+    def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+
+
+def engine_tag(engine: str, precision: str) -> str:
+    """The last ``+`` part of a model_version: ``bf16`` for torch (stored versions stay valid), else ``openvino-int8``."""
+    return precision if engine == "torch" else f"{engine}-{precision}"
+
+
+class TorchEngine:
+    """The transformers model itself, converted to ``precision`` in place."""
+
+    def __init__(self, model: torch.nn.Module, precision: str) -> None:
+        self.model = _apply_precision(model.eval(), precision)
+
+    def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            logits = self.model(
+                input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask)
+            ).logits
+        return torch.softmax(logits.float(), dim=-1).numpy()
+
+
+def _apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    import torch
+
+    model = model.float()  # from whatever dtype the checkpoint was saved in
+    if precision == "bf16":
+        return model.to(torch.bfloat16)
+    if precision == "int8":
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return model
+
+
+def ensure_engine_built(settings: Settings) -> Path | None:
+    """Build the configured engine's conversion unless one is cached; its folder (None for torch).
+
+    A conversion already built for this model, engine and precision is kept whatever texts calibrated
+    it; otherwise int8 is calibrated on the shipped sample (``model/calibration_texts.txt``).
+    """
+    if settings.engine == "torch":
+        return None
+    from model.openvino_engine import ensure_built
+
+    return ensure_built(settings)

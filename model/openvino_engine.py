@@ -1,0 +1,346 @@
+"""OpenVINO: the model converted once (``volfefe model build``), cached outside the repository, compiled at load.
+
+A conversion lives in ``<VOLFEFE_ENGINE_CACHE>/<key>/`` (``model.xml``, ``model.bin``, ``build.json``). The
+key is a sha256 over the model's identity (a folder: name, size and sha256 of its config and weight
+files; a hub id: id and resolved revision), the engine, the precision, the library versions, the
+maximum length, the conversion recipe and, for int8, the calibration texts. A worker finds its
+conversion through ``current/<base key>``, where the base key leaves the calibration texts out (a
+worker cannot know which texts the user calibrated on); every build points it at the folder it made
+or reused. Folders are built in a temporary folder and renamed into place, so a reader never sees
+half a conversion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from config import DEFAULT_ENGINE_CACHE
+from model.calibration import CalibrationTexts, sample_texts
+from model.engines import ModelLoadError
+
+if TYPE_CHECKING:
+    from config import Settings
+
+log = logging.getLogger(__name__)
+
+ENGINE = "openvino"
+INSTALL_HINT = "FINBERT_ENGINE=openvino needs the openvino extra: pip install -e '.[openvino]'"
+#: bump when the way a model is converted changes: every cached conversion is then rebuilt.
+RECIPE = 1
+#: files of a model folder whose bytes decide the conversion.
+IDENTITY_PATTERNS = ("config.json", "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin")
+IR_FILE = "model.xml"
+RECORD_FILE = "build.json"
+#: folder of pointer files ``<base key>`` -> the key of the conversion a worker loads.
+POINTERS = "current"
+#: OpenVINO's performance hint: one synchronous request per forward pass wants every thread on it
+#: (THROUGHPUT splits the threads into streams that a single request cannot use together).
+PERFORMANCE_HINT = "LATENCY"
+#: texts used to trace the graph: two lengths, so the traced attention mask has padding in it.
+TRACE_TEXTS = ("stocks rose", "shares of the bank fell after it cut its outlook for the year")
+
+
+def import_openvino() -> Any:
+    """The ``openvino`` module, or ModelLoadError naming the extra to install."""
+    try:
+        import openvino
+    except ImportError:
+        raise ModelLoadError(INSTALL_HINT) from None
+    return openvino
+
+
+def _import_nncf() -> Any:
+    try:
+        import nncf
+    except ImportError:
+        raise ModelLoadError(INSTALL_HINT) from None
+    return nncf
+
+
+def _library_versions() -> dict[str, str]:
+    try:
+        return {name: metadata.version(name) for name in ("openvino", "nncf", "transformers", "torch")}
+    except metadata.PackageNotFoundError:
+        raise ModelLoadError(INSTALL_HINT) from None
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def model_identity(source: str) -> dict[str, Any]:
+    """What makes two models the same: a folder's config and weight files, or a hub id at its revision."""
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        files = sorted({path for pattern in IDENTITY_PATTERNS for path in folder.glob(pattern)})
+        return {
+            "files": [
+                {"name": path.name, "size": path.stat().st_size, "sha256": _file_sha256(path)}
+                for path in files
+            ]
+        }
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=True)
+    except Exception:
+        raise ModelLoadError(
+            f"cannot convert FINBERT_MODEL={source!r}: it is neither a folder nor in the local model cache"
+        ) from None
+    return {"hub_id": source, "revision": getattr(config, "_commit_hash", None)}
+
+
+def _cpu_has_vnni() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def int8_overflow_fix() -> str:
+    """NNCF's overflow fix for this CPU: without VNNI, int8 multiply-adds saturate their int16
+    intermediate sums (on the tiny test model 20 of 62 labels flipped, 4 with the fix), so weights
+    are quantized to 7 bits in every layer; with VNNI only the first layer needs it (NNCF's default)."""
+    return "first_layer_only" if _cpu_has_vnni() else "enable"
+
+
+def base_parts(source: str, precision: str, max_length: int) -> dict[str, Any]:
+    """Every part of the key except the calibration texts."""
+    parts = {
+        "recipe": RECIPE,
+        "model": model_identity(source),
+        "engine": ENGINE,
+        "precision": precision,
+        "max_length": max_length,
+        "versions": _library_versions(),
+    }
+    if precision == "int8":
+        parts["overflow_fix"] = int8_overflow_fix()
+    return parts
+
+
+def key_of(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def cache_root(configured: Path | None) -> Path:
+    return (configured or Path(DEFAULT_ENGINE_CACHE)).expanduser()
+
+
+def built_folder(source: str, precision: str, max_length: int, root: Path) -> Path | None:
+    """The conversion a worker would load for these settings, or None when none was built."""
+    pointer = root / POINTERS / key_of(base_parts(source, precision, max_length))
+    try:
+        folder = root / pointer.read_text().strip()
+    except OSError:
+        return None
+    return folder if (folder / IR_FILE).is_file() and (folder / RECORD_FILE).is_file() else None
+
+
+@dataclass(frozen=True)
+class Build:
+    folder: Path
+    #: seconds this call took (the conversion's own are in ``record["seconds"]``).
+    seconds: float
+    #: True when this call converted; False when it found the conversion cached.
+    converted: bool
+    record: dict[str, Any]
+
+
+def build(
+    source: str,
+    precision: str,
+    max_length: int,
+    root: Path,
+    calibration: CalibrationTexts | None = None,
+) -> Build:
+    """Convert ``source`` for OpenVINO at ``precision`` into the cache unless its key is there already.
+
+    int8 is quantized by NNCF (post-training, transformer mode) on ``calibration`` (default: the
+    shipped sample). Raises ModelLoadError when the extra is missing or the model cannot be loaded.
+    """
+    ov = import_openvino()
+    started = time.perf_counter()
+    try:
+        base = base_parts(source, precision, max_length)
+    except ModelLoadError:
+        if Path(source).expanduser().is_dir():
+            raise
+        from model.classifier import _load_pretrained
+
+        _load_pretrained(source, weights=False)  # a hub id met for the first time: fetch its config
+        base = base_parts(source, precision, max_length)
+    parts = dict(base)
+    if precision == "int8":
+        calibration = calibration or sample_texts()
+        parts["calibration_sha256"] = calibration.sha256
+    else:
+        calibration = None
+    key = key_of(parts)
+    folder = root / key
+    converted = False
+    if not (folder / IR_FILE).is_file():
+        _convert(ov, source, precision, max_length, root, folder, parts, calibration, key)
+        converted = True
+    _point(root, key_of(base), key)
+    record = json.loads((folder / RECORD_FILE).read_text())
+    return Build(folder, time.perf_counter() - started, converted, record)
+
+
+def _convert(
+    ov: Any,
+    source: str,
+    precision: str,
+    max_length: int,
+    root: Path,
+    folder: Path,
+    parts: dict[str, Any],
+    calibration: CalibrationTexts | None,
+    key: str,
+) -> None:
+    import torch
+
+    from model.classifier import _load_pretrained
+
+    started = time.perf_counter()
+    tokenizer, model = _load_pretrained(source)
+    model = model.eval().float()
+    limit = min(max_length, getattr(model.config, "max_position_embeddings", max_length))  # as the classifier
+    example = tokenizer(list(TRACE_TEXTS), padding=True, return_tensors="pt")
+    with torch.no_grad(), warnings.catch_warnings():
+        # the trace fixes two shape checks that hold for every input of ours (mask as long as the ids)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        converted = ov.convert_model(
+            model,
+            example_input={"input_ids": example["input_ids"], "attention_mask": example["attention_mask"]},
+        )
+    del model  # the torch copy is not needed past the trace
+    if calibration is not None:
+        converted = _quantize(converted, calibration, tokenizer, limit, parts["overflow_fix"])
+    root.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    try:
+        # fp16-compressed weights would make "fp32" a lie; bf16 is an inference hint on full weights.
+        ov.save_model(converted, building / IR_FILE, compress_to_fp16=False)
+        record = {
+            "key": key,
+            "parts": parts,
+            "seconds": round(time.perf_counter() - started, 2),
+            "calibration": None
+            if calibration is None
+            else {
+                "source": calibration.source,
+                "texts": len(calibration.texts),
+                "sha256": calibration.sha256,
+            },
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        (building / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+        try:
+            building.rename(folder)
+        except OSError:
+            if not (folder / IR_FILE).is_file():  # not merely another builder finishing first
+                raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+
+
+def _quantize(
+    converted: Any, calibration: CalibrationTexts, tokenizer: Any, max_length: int, overflow_fix: str
+) -> Any:
+    """NNCF post-training int8 in transformer mode, one calibration window per sample."""
+    from model.classifier import pad_batch
+    from model.windows import split_into_windows
+
+    nncf = _import_nncf()
+    pad = tokenizer.pad_token_id or 0
+    samples = []
+    for window in split_into_windows(tokenizer, list(calibration.texts), max_length):
+        ids, mask = pad_batch([window.input_ids], pad)
+        samples.append({"input_ids": ids, "attention_mask": mask})
+    return nncf.quantize(
+        converted,
+        nncf.Dataset(samples),
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(samples),
+        advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix(overflow_fix)),
+    )
+
+
+def _point(root: Path, base_key: str, key: str) -> None:
+    """Make ``key`` the conversion workers load for ``base_key`` (atomic replace)."""
+    pointers = root / POINTERS
+    pointers.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=pointers, prefix=".pointer-")
+    with os.fdopen(handle, "w") as file:
+        file.write(key + "\n")
+    os.replace(temporary, pointers / base_key)
+
+
+def ensure_built(settings: Settings) -> Path:
+    """The configured conversion's folder, built now (sample calibration) when none is cached."""
+    root = cache_root(settings.engine_cache)
+    found = built_folder(settings.model, settings.precision, settings.max_length, root)
+    if found is not None:
+        return found
+    return build(settings.model, settings.precision, settings.max_length, root).folder
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+class OpenVinoEngine:
+    """A compiled OpenVINO model on the CPU and one inference request reused for every batch."""
+
+    def __init__(self, ir_file: Path, precision: str, threads: int | None = None) -> None:
+        ov = import_openvino()
+        core = ov.Core()
+        config: dict[str, Any] = {
+            "PERFORMANCE_HINT": PERFORMANCE_HINT,
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+        }
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(core.read_model(ir_file), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        #: what OpenVINO really computes in: f32 where a bf16 hint meets a CPU without bf16.
+        self.inference_precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+        if precision == "bf16" and self.inference_precision != "bf16":
+            log.warning("this CPU has no bf16 instructions: OpenVINO runs the bf16 model in f32")
+
+    def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        outputs = self.request.infer({"input_ids": input_ids, "attention_mask": attention_mask})
+        return softmax(outputs[0])
+
+
+def load_openvino_engine(
+    source: str, precision: str, max_length: int, engine_cache: Path | None, threads: int | None
+) -> OpenVinoEngine:
+    """Compile the conversion built for these settings; ModelLoadError (one line) when there is none."""
+    import_openvino()
+    root = cache_root(engine_cache)
+    folder = built_folder(source, precision, max_length, root)
+    if folder is None:
+        raise ModelLoadError(
+            f"no OpenVINO {precision} conversion of FINBERT_MODEL={source!r} in {root}: "
+            "run `volfefe model build` first (it converts once, then every worker loads it)"
+        )
+    return OpenVinoEngine(folder / IR_FILE, precision, threads)
