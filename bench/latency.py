@@ -39,22 +39,23 @@ def measure_latency(setup: Deployment, texts: list[str], work_dir: Path) -> dict
     """Enqueue-to-stored milliseconds for each of ``texts``, one at a time, with p50 and p95."""
     from rq.job import Job
 
-    from jobs.queue import classification_queue, enqueue_ids, job_id_for
+    from db.identity import database_id
+    from jobs.queue import SERIALIZER, enqueue_ids, job_id_for
     from services.redis_connection import connect
 
     if len(setup.workers) != 1:
         raise ValueError("latency is measured with exactly one worker")
     connection = connect(setup.redis_url)
-    queue = classification_queue(connection)
+    identity = database_id(setup.database_url)
     ids = import_texts(setup.database_url, texts, work_dir / setup.label, "latency")
     totals: list[float] = []
     waits: list[float] = []
     runs: list[float] = []
     for content_id in ids:
         time.sleep(IDLE_GAP)
-        key = Job.key_for(job_id_for(content_id))
+        key = Job.key_for(job_id_for(content_id, identity))
         started = time.perf_counter()
-        report = enqueue_ids(queue, [content_id])
+        report = enqueue_ids(connection, setup.database_url, [content_id])
         if report.enqueued != [content_id]:
             raise PipelineError(f"content {content_id} was not enqueued: {report.describe()}")
         deadline = started + ITEM_TIMEOUT
@@ -68,7 +69,7 @@ def measure_latency(setup: Deployment, texts: list[str], work_dir: Path) -> dict
                 raise PipelineError(f"job for content {content_id} finished but no row was stored")
             time.sleep(POLL_INTERVAL)
         totals.append(elapsed * 1000)
-        job = Job.fetch(job_id_for(content_id), connection=connection)
+        job = Job.fetch(job_id_for(content_id, identity), connection=connection, serializer=SERIALIZER)
         if job.enqueued_at and job.started_at and job.ended_at:
             waits.append((job.started_at - job.enqueued_at).total_seconds() * 1000)
             runs.append((job.ended_at - job.started_at).total_seconds() * 1000)

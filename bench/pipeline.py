@@ -174,17 +174,28 @@ def done_count(database_url: str) -> int:
         return int(connection.execute(statement).scalar_one())
 
 
-def worker_env(model: Path, precision: str, processes: int, database_url: str) -> dict[str, str]:
-    """The settings a worker gets: model, precision, cores shared among ``processes``; other defaults."""
+def worker_env(
+    model: Path,
+    precision: str,
+    processes: int,
+    database_url: str,
+    engine: str = "torch",
+    engine_cache: Path | None = None,
+) -> dict[str, str]:
+    """The settings a worker gets: model, engine, precision, cores shared among ``processes``; other
+    defaults. An openvino worker reads the conversion the ceiling built in ``engine_cache``."""
     from bench.common import machine
 
     cores = machine().cores
+    extra = {"VOLFEFE_ENGINE_CACHE": str(engine_cache)} if engine_cache is not None else {}
     return child_env(
         FINBERT_MODEL=str(model),
+        FINBERT_ENGINE=engine,
         FINBERT_PRECISION=precision,
         WORKER_PROCESSES=str(processes),
         TORCH_THREADS=str(max(1, cores // processes)),
         DATABASE_URL=database_url,
+        **extra,
     )
 
 
@@ -199,6 +210,8 @@ def deployment(
     precision: str,
     worker_count: int,
     work_dir: Path,
+    engine: str = "torch",
+    engine_cache: Path | None = None,
 ) -> Iterator[Deployment]:
     """A fresh database with ``texts`` imported, a private Redis and ``worker_count`` warm workers."""
     from db.migrate import upgrade
@@ -216,7 +229,7 @@ def deployment(
         ids = import_texts(database_url, texts, run_dir, "pipeline")
         redis.start()
         setup = Deployment(label, database, database_url, redis.url, precision, content_ids=ids)
-        env = worker_env(model, precision, worker_count, database_url)
+        env = worker_env(model, precision, worker_count, database_url, engine, engine_cache)
         for index in range(worker_count):
             worker = WorkerProcess(redis.url, env, run_dir / f"worker-{index + 1}.log")
             setup.workers.append(worker)

@@ -53,6 +53,8 @@ SWEEP_ITEMS = (400, 100)
 LATENCY_ITEMS = (50, 10)
 ORIGINAL_ITEMS = (5, 3)
 SCALE_SIZES = ((100_000, 1_000_000), (100_000,))
+#: OpenVINO precisions measured beside torch's (bf16 runs as f32 on a CPU without bf16 instructions).
+OPENVINO_PRECISIONS = ("fp32", "int8")
 #: 1-minute load average per core above which the report flags the figures as distorted.
 BUSY_LOAD_PER_CORE = 0.25
 
@@ -139,19 +141,22 @@ def run_pipeline_part(
     latency_texts = evenly_spaced(texts, LATENCY_ITEMS[quick])
     runs: list[dict[str, Any]] = results.setdefault("pipeline", [])
 
-    def one_run(database: str, workers: int, precision: str, with_latency: bool) -> None:
-        label = f"{database}-w{workers}-{precision}"
+    def one_run(
+        database: str, workers: int, precision: str, with_latency: bool, engine: str = "torch"
+    ) -> None:
+        label = f"{database}-w{workers}-{precision}" + ("" if engine == "torch" else f"-{engine}")
         log(f"pipeline: {label}, {len(texts)} items")
         run: dict[str, Any] = {
             "label": label,
             "database": database,
             "workers": workers,
             "precision": precision,
+            "engine": engine,
         }
         try:
             with deployment(
                 label, database, databases.create(database), databases.drop(database), texts, model,
-                precision, workers, work_dir,
+                precision, workers, work_dir, engine, work_dir / "engines",
             ) as setup:  # fmt: skip
                 run.update(measure_throughput(setup))
                 log(f"pipeline: {label}: {run['items_per_s']:.1f} items/s")
@@ -161,6 +166,8 @@ def run_pipeline_part(
                         results, f"latency {label}", lambda: measure_latency(setup, latency_texts, work_dir)
                     )
                     entry = latency or {"database": database, "precision": precision, "error": True}
+                    if engine != "torch":
+                        entry["precision"] = f"{engine} {precision}"
                     results.setdefault("latency", []).append(entry)
         except Exception as error:
             log(f"pipeline {label} failed: {type(error).__name__}: {error}")
@@ -182,6 +189,14 @@ def run_pipeline_part(
     for precision in dict.fromkeys(["fp32", fastest]):
         if precision != results["default_precision"]:
             one_run("postgresql", best_workers, precision, False)
+    # The fastest OpenVINO precision of the ceiling, with its best layout's worker count.
+    openvino = ((results.get("ceiling") or {}).get("engines") or {}).get("openvino") or {}
+    measured = [layout for layout in openvino.get("layouts", []) if layout.get("items_per_s")]
+    if measured:
+        best = max(measured, key=lambda layout: layout["items_per_s"])
+        results["fastest_openvino"] = {"precision": best["precision"], "layout": best["layout"]}
+        processes = int(best["processes"])
+        one_run("postgresql", processes, best["precision"], processes == 1, engine="openvino")
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -224,6 +239,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                 subset=evenly_spaced(texts, SWEEP_ITEMS[quick]),
                 precisions=PRECISIONS,
                 default_precision=DEFAULT_PRECISION,
+                openvino_precisions=OPENVINO_PRECISIONS,
+                engine_cache=work_dir / "engines",
                 batch_size=DEFAULT_BATCH_SIZE,
                 sweep_batch_sizes=SWEEP_BATCH_SIZES,
                 work_dir=work_dir / "ceiling",
