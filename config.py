@@ -7,7 +7,7 @@ Every setting has a documented default so that the project runs with nothing set
 | ``DATABASE_URL`` | ``sqlite:///volfefe.db`` | SQLAlchemy URL (``postgresql+psycopg://...`` in production) |
 | ``REDIS_URL`` | unset | Redis for the queue; unset: the CLI starts a private ``redis-server`` |
 | ``FINBERT_MODEL`` | ``yiyanghkust/finbert-tone`` | hub id or local folder of a sequence-classification model |
-| ``FINBERT_PRECISION`` | ``bf16`` | ``fp32``, ``bf16`` or ``int8`` (see BENCHMARKS.md) |
+| ``FINBERT_PRECISION`` | ``bf16`` on a CPU with AVX-512 BF16 or AMX, else ``fp32`` | ``fp32``, ``bf16`` or ``int8`` (see BENCHMARKS.md) |
 | ``FINBERT_ENGINE`` | ``torch`` | ``torch``, or ``openvino`` (the ``openvino`` extra; converted once by ``volfefe model build``) |
 | ``VOLFEFE_ENGINE_CACHE`` | ``~/.cache/volfefe/engines`` | where converted models are kept (``<key>/model.xml``), outside the repository |
 | ``FINBERT_BATCH_SIZE`` | ``32`` | texts per forward pass |
@@ -46,8 +46,30 @@ ENGINES = ("torch", "openvino")
 DEFAULT_ENGINE = "torch"
 #: converted models (OpenVINO IR) live here, one folder per conversion key.
 DEFAULT_ENGINE_CACHE = "~/.cache/volfefe/engines"
-#: bf16 weights: 2-4x fp32 throughput on this hardware with identical labels (BENCHMARKS.md).
-DEFAULT_PRECISION = "bf16"
+#: CPU flags (``/proc/cpuinfo``) of instructions that compute in bf16.
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags as Linux lists them (empty where there is no ``/proc/cpuinfo``)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def default_precision(flags: frozenset[str] | None = None) -> str:
+    """``bf16`` on a CPU that computes in bf16 (AVX-512 BF16 or AMX): 2.1x fp32 there, with 99.75% of
+    fp32's labels (BENCHMARKS.md); ``fp32`` elsewhere, where torch emulates bf16 at a sixth of fp32's
+    speed (2.5 against 14.9 items/s on an AVX2 EPYC) and the labels are exactly fp32's."""
+    return "bf16" if BF16_FLAGS & (cpu_flags() if flags is None else flags) else "fp32"
+
+
+DEFAULT_PRECISION = default_precision()
 #: texts per forward pass.
 DEFAULT_BATCH_SIZE = 32
 #: ready jobs a worker takes at once: enough texts to sort by length, so that each forward pass

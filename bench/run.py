@@ -49,7 +49,7 @@ SWEEP_BATCH_SIZES = (1, 8, 16, 32, 64)
 #: (full, --quick) sizes of each part.
 PIPELINE_ITEMS = (None, 300)
 CEILING_ITEMS = (None, 150)
-SWEEP_ITEMS = (400, 100)
+SWEEP_ITEMS = (200, 100)
 LATENCY_ITEMS = (50, 10)
 ORIGINAL_ITEMS = (5, 3)
 SCALE_SIZES = ((100_000, 1_000_000), (100_000,))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ def test_defaults_with_nothing_set() -> None:
     assert settings.database_url == "sqlite:///volfefe.db" == config.DEFAULT_DATABASE_URL
     assert settings.redis_url is None
     assert settings.model == "yiyanghkust/finbert-tone"
-    assert settings.precision == "bf16"
+    assert settings.precision == config.default_precision()
     assert settings.batch_size == 32
     assert settings.batch_wait_ms == 2.0
     assert settings.max_length == 512
@@ -144,3 +145,24 @@ def test_database_and_redis_urls_stay_out_of_repr() -> None:
     )
     assert "secret" not in repr(settings)
     assert settings.database_url.endswith("@h/d")
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"avx2", "avx512f", "avx512_bf16"}, "bf16"),
+        ({"avx2", "amx_bf16", "amx_tile"}, "bf16"),
+        ({"avx2", "avx512f", "avx512_vnni"}, "fp32"),  # AVX-512 without bf16: torch emulates it
+        ({"avx2"}, "fp32"),
+        (set(), "fp32"),
+    ],
+)
+def test_the_default_precision_follows_the_cpu(flags: set[str], expected: str) -> None:
+    assert config.default_precision(frozenset(flags)) == expected
+
+
+def test_this_machines_flags_are_read() -> None:
+    flags = config.cpu_flags()
+    if Path("/proc/cpuinfo").exists() and platform.machine() == "x86_64":
+        assert "fpu" in flags  # every x86-64 CPU has it
+    assert config.default_precision(flags) == config.DEFAULT_PRECISION
