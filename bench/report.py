@@ -358,6 +358,8 @@ def render_section(results: dict[str, Any]) -> str:
             lines.append(f"- error: {original.get('error')}")
         lines.append("")
 
+    for precision, why in (results.get("precisions_left_out") or {}).items():
+        lines += [f"- torch {precision} left out: {why}.", ""]
     lines += engine_lines(results)
     lines += scale_lines(results)
 
