@@ -145,8 +145,14 @@ def stop_workers(workers: list[subprocess.Popen]) -> None:
 
 def run(config: Settings, posts: Path, worker_count: int) -> int:
     """The main job end to end; the exit status (0 only when everything was done)."""
-    print(f"database {describe(config.database_url)}; model {config.model} ({config.precision})")
+    engine = "" if config.engine == "torch" else f"{config.engine} "
+    print(f"database {describe(config.database_url)}; model {config.model} ({engine}{config.precision})")
     upgrade(config.database_url)
+    if config.engine != "torch":  # the workers only load a conversion; it is built here, before them
+        from model.engines import ensure_engine_built
+
+        print(f"converting the model for {config.engine} {config.precision} (once; cached)", flush=True)
+        print(f"conversion: {ensure_engine_built(config)}")
     embedded_here = config.redis_url is None and not embedded_redis_running(config.data_dir)
     url = redis_url(config)
     log_dir = config.data_dir / "logs"

@@ -33,7 +33,7 @@ from sqlalchemy.exc import OperationalError
 from cli.errors import EXIT_BROKEN_PIPE, explain
 from config import settings
 from db.migrate import upgrade
-from db.models import Content
+from db.models import Classification, Content
 from db.session import session_scope
 from db.store import record_skip, save_classification
 from errors import VolfefeError
@@ -526,3 +526,35 @@ def test_classify_marks_the_lines_of_a_random_model(tiny_model_dir: Path) -> Non
     assert result.returncode == 0, result
     (line,) = result.stdout.splitlines()
     assert json.loads(line)["warning"] == "model with random weights: meaningless labels"
+
+
+@pytest.mark.integration
+def test_run_builds_the_openvino_conversion_before_its_workers(
+    redis_url: str, tmp_path: Path, data_dir: Path, tiny_model_dir: Path
+) -> None:
+    """With FINBERT_ENGINE=openvino the demo converts first (workers never do), then classifies all."""
+    database_url = f"sqlite:///{tmp_path / 'run.db'}"
+    env = command_env(
+        REDIS_URL=redis_url,
+        DATABASE_URL=database_url,
+        VOLFEFE_DATA_DIR=str(data_dir),
+        FINBERT_MODEL=str(tiny_model_dir),
+        FINBERT_ENGINE="openvino",
+        FINBERT_PRECISION="fp32",
+        VOLFEFE_ENGINE_CACHE=str(tmp_path / "engines"),
+    )
+
+    result = run([VOLFEFE, "run"], env, timeout=300)
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "converting the model for openvino fp32" in result.stdout
+    assert list((tmp_path / "engines").glob("*/model.xml"))
+    with session_scope(database_url) as session:
+        versions = {row.model_version for row in session.query(Classification)}
+        unclassified = (
+            session.query(Content)
+            .filter(Content.classified.is_(False), Content.skip_reason.is_(None))
+            .count()
+        )
+    assert versions and all(version.endswith("+openvino-fp32") for version in versions)
+    assert unclassified == 0
