@@ -93,6 +93,20 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     yield redis_server.url
 
 
+@pytest.fixture(params=["fakeredis", "redis-server"])
+def fake_or_real_redis(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    """A client of fakeredis, then of the session's real redis-server: a test that must hold on both."""
+    if request.param == "fakeredis":
+        import fakeredis
+
+        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    else:
+        client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+    yield client
+    client.flushall()
+    client.close()
+
+
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """SQLAlchemy URL of a fresh, empty PostgreSQL database for this test (dropped afterwards)."""

@@ -4,9 +4,6 @@ a job whose hash is gone passed over, and a job RQ cannot restore left for RQ's 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import fakeredis
 import pytest
 from redis import Redis
 from rq import Queue
@@ -20,15 +17,9 @@ from jobs.rq_seam import dequeue_ready
 FUNCTION = "jobs.classify.classify_content"
 
 
-@pytest.fixture(params=["fakeredis", "redis-server"])
-def connection(request: pytest.FixtureRequest) -> Iterator[Redis]:
-    if request.param == "fakeredis":
-        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-    else:
-        client = Redis.from_url(request.getfixturevalue("redis_url"))
-    yield client
-    client.flushall()
-    client.close()
+@pytest.fixture
+def connection(fake_or_real_redis: Redis) -> Redis:
+    return fake_or_real_redis
 
 
 def _queue_with_jobs(connection: Redis, name: str, count: int) -> Queue:

@@ -4,9 +4,6 @@ the same refusal of an id that exists, and the same job as RQ reads it back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import fakeredis
 import pytest
 from redis import Redis
 from rq import Queue, Retry
@@ -22,15 +19,9 @@ FUNCTION = "jobs.classify.classify_content"
 DATABASE = "0a1b2c3d4e"
 
 
-@pytest.fixture(params=["fakeredis", "redis-server"])
-def connection(request: pytest.FixtureRequest) -> Iterator[Redis]:
-    if request.param == "fakeredis":
-        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-    else:
-        client = Redis.from_url(request.getfixturevalue("redis_url"))
-    yield client
-    client.flushall()
-    client.close()
+@pytest.fixture
+def connection(fake_or_real_redis: Redis) -> Redis:
+    return fake_or_real_redis
 
 
 def _options(ttl: int | None = None) -> dict:
