@@ -7,6 +7,9 @@ Every setting has a documented default so that the project runs with nothing set
 | ``DATABASE_URL`` | ``sqlite:///volfefe.db`` | SQLAlchemy URL (``postgresql+psycopg://...`` in production) |
 | ``REDIS_URL`` | unset | Redis for the queue; unset: the CLI starts a private ``redis-server`` |
 | ``FINBERT_MODEL`` | ``yiyanghkust/finbert-tone`` | hub id or local folder of a sequence-classification model |
+| ``VOLFEFE_MODELS`` | ``finbert`` (FINBERT_MODEL alone) | the models every post is read by: ``name=source[;labels=a/b/c][;weight=W]``, comma-separated |
+| ``VOLFEFE_AMBIGUOUS_CONFIDENCE`` | ``0.6`` | a consensus below this confidence is ambiguous (so is one with agreement below half) |
+| ``VOLFEFE_BACKFILL_PER_SWEEP`` | ``20000`` | contents an hourly sweep enqueues for a model added later, at most (new posts first, always all) |
 | ``FINBERT_PRECISION`` | ``bf16`` on a CPU with AVX-512 BF16 or AMX, else ``fp32`` | ``fp32``, ``bf16`` or ``int8`` (see BENCHMARKS.md) |
 | ``FINBERT_ENGINE`` | ``torch`` | ``torch``, or ``openvino`` (the ``openvino`` extra; converted once by ``volfefe model build``) |
 | ``VOLFEFE_ENGINE_CACHE`` | ``~/.cache/volfefe/engines`` | where converted models are kept (``<key>/model.xml``), outside the repository |
@@ -40,6 +43,15 @@ DEFAULT_DATABASE_URL = "sqlite:///volfefe.db"
 #: the queue's name when VOLFEFE_QUEUE is unset.
 DEFAULT_QUEUE_NAME = "ml_classification"
 DEFAULT_MODEL = "yiyanghkust/finbert-tone"
+#: the name of the model FINBERT_MODEL configures (the only one unless VOLFEFE_MODELS lists more).
+DEFAULT_MODEL_NAME = "finbert"
+#: a model's short name: stored with each classification, in job ids, metric labels and URLs.
+MODEL_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+#: a consensus whose confidence (mean probability of its sentiment) is below this is ambiguous.
+DEFAULT_AMBIGUOUS_CONFIDENCE = 0.6
+#: contents lacking only a model added later that one hourly sweep enqueues at most: a backfill of
+#: millions goes at this pace (20,000 an hour) instead of standing in front of new posts.
+DEFAULT_BACKFILL_PER_SWEEP = 20_000
 PRECISIONS = ("fp32", "bf16", "int8")
 #: inference engines; ``openvino`` needs the ``openvino`` extra and a ``volfefe model build``.
 ENGINES = ("torch", "openvino")
@@ -91,6 +103,89 @@ class ConfigError(VolfefeError, ValueError):
 
 
 @dataclass(frozen=True)
+class ModelSpec:
+    """One sentiment model every post is read by (an entry of VOLFEFE_MODELS)."""
+
+    #: short name (``MODEL_NAME``): what its classifications, reports and metrics are keyed by.
+    name: str
+    #: hub id or local folder.
+    source: str
+    #: sentiments in label-id order, for a model whose config names none (or names them otherwise).
+    labels: tuple[str, ...] | None = None
+    #: its weight in the consensus.
+    weight: float = 1.0
+
+
+def parse_models(
+    raw: str, finbert_model: str, finbert_labels: tuple[str, ...] | None
+) -> tuple[ModelSpec, ...]:
+    """VOLFEFE_MODELS: comma-separated entries ``name=source[;labels=a/b/c][;weight=W]``.
+
+    A bare ``name`` (no ``=source``) is the model FINBERT_MODEL (and FINBERT_LABELS) configure. Empty:
+    that model alone, named ``finbert``.
+    """
+    entries = [entry.strip() for entry in re.split(r"[,\n]", raw) if entry.strip()]
+    if not entries:
+        return (ModelSpec(DEFAULT_MODEL_NAME, finbert_model, finbert_labels),)
+    specs: list[ModelSpec] = []
+    for entry in entries:
+        head, *options = (part.strip() for part in entry.split(";"))
+        name, has_source, source = (part.strip() for part in head.partition("="))
+        if not MODEL_NAME.fullmatch(name):
+            raise ConfigError(
+                f"VOLFEFE_MODELS: {name!r} is not a model name (a lower-case letter, then letters, digits "
+                "or '_', at most 32): write name=source, e.g. finbert=yiyanghkust/finbert-tone"
+            )
+        if has_source and not source:
+            raise ConfigError(f"VOLFEFE_MODELS: model {name!r} has no source after '='")
+        labels = None if has_source else finbert_labels
+        weight = 1.0
+        for option in options:
+            key, _, value = (part.strip() for part in option.partition("="))
+            if key == "labels":
+                labels = tuple(label.strip().lower() for label in value.split("/"))
+                if len(labels) < 2 or not all(labels):
+                    raise ConfigError(
+                        f"VOLFEFE_MODELS: model {name!r}: labels={value!r} must name each label in id order, "
+                        "separated by '/', e.g. labels=negative/neutral/positive"
+                    )
+            elif key == "weight":
+                weight = _weight(name, value)
+            else:
+                raise ConfigError(
+                    f"VOLFEFE_MODELS: model {name!r}: unknown option {key!r} (options: labels=..., weight=...)"
+                )
+        specs.append(ModelSpec(name, source if has_source else finbert_model, labels, weight))
+    names = [spec.name for spec in specs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"VOLFEFE_MODELS names {', '.join(repeated)} more than once")
+    bare = [entry.split(";")[0].strip() for entry in entries if "=" not in entry.split(";")[0]]
+    if len(bare) > 1:
+        raise ConfigError(
+            f"VOLFEFE_MODELS: {', '.join(bare)} have no source: only one entry may stand for FINBERT_MODEL"
+        )
+    return tuple(specs)
+
+
+def _weight(name: str, raw: str) -> float:
+    try:
+        weight = float(raw)
+    except ValueError:
+        raise ConfigError(f"VOLFEFE_MODELS: model {name!r}: weight={raw!r} is not a number") from None
+    if not math.isfinite(weight) or weight <= 0:
+        raise ConfigError(f"VOLFEFE_MODELS: model {name!r}: weight={raw!r} must be a number above 0")
+    return weight
+
+
+def _fraction(environ: Mapping[str, str], name: str, default: float) -> float:
+    value = _non_negative_float(environ, name, default)
+    if value > 1:
+        raise ConfigError(f"{name}={value:g} must be between 0 and 1")
+    return value
+
+
+@dataclass(frozen=True)
 class Settings:
     #: URLs may hold passwords: kept out of repr (logs, tracebacks).
     database_url: str = field(repr=False)
@@ -113,6 +208,25 @@ class Settings:
     engine_cache: Path = field(default_factory=lambda: Path(DEFAULT_ENGINE_CACHE).expanduser())
     #: WORKER_PROCESSES: worker processes sharing this machine (openvino workers pin disjoint cores).
     worker_processes: int = 1
+    #: VOLFEFE_MODELS: every model a post is read by, in order (default: FINBERT_MODEL alone).
+    models: tuple[ModelSpec, ...] = ()
+    ambiguous_confidence: float = DEFAULT_AMBIGUOUS_CONFIDENCE
+    backfill_per_sweep: int = DEFAULT_BACKFILL_PER_SWEEP
+
+    def __post_init__(self) -> None:
+        if not self.models:  # built by hand (tests, benchmarks): FINBERT_MODEL's model alone
+            object.__setattr__(self, "models", (ModelSpec(DEFAULT_MODEL_NAME, self.model, self.labels),))
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.models)
+
+    def model_spec(self, name: str) -> ModelSpec:
+        """The configured model called ``name``; ConfigError naming the configured ones otherwise."""
+        for spec in self.models:
+            if spec.name == name:
+                return spec
+        raise ConfigError(f"no model {name!r} is configured (VOLFEFE_MODELS: {', '.join(self.model_names)})")
 
 
 def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -125,6 +239,19 @@ def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name}={raw!r} is not a whole number") from None
     if value < 1:
         raise ConfigError(f"{name}={raw!r} must be at least 1")
+    return value
+
+
+def _non_negative_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must not be negative")
     return value
 
 
@@ -192,10 +319,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     engine = environ.get("FINBERT_ENGINE", "").strip().lower() or DEFAULT_ENGINE
     if engine not in ENGINES:
         raise ConfigError(f"FINBERT_ENGINE={engine!r} must be one of {', '.join(ENGINES)}")
+    model = environ.get("FINBERT_MODEL", "").strip() or DEFAULT_MODEL
+    models = parse_models(environ.get("VOLFEFE_MODELS", ""), model, labels)
     return Settings(
         database_url=_database_url(environ),
         redis_url=environ.get("REDIS_URL", "").strip() or None,
-        model=environ.get("FINBERT_MODEL", "").strip() or DEFAULT_MODEL,
+        model=model,
         precision=precision,
         batch_size=_positive_int(environ, "FINBERT_BATCH_SIZE", DEFAULT_BATCH_SIZE),
         worker_batch_jobs=_positive_int(environ, "WORKER_BATCH_JOBS", DEFAULT_WORKER_BATCH_JOBS),
@@ -216,6 +345,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             environ.get("VOLFEFE_ENGINE_CACHE", "").strip() or DEFAULT_ENGINE_CACHE
         ).expanduser(),
         worker_processes=processes,
+        models=models,
+        ambiguous_confidence=_fraction(environ, "VOLFEFE_AMBIGUOUS_CONFIDENCE", DEFAULT_AMBIGUOUS_CONFIDENCE),
+        backfill_per_sweep=_non_negative_int(
+            environ, "VOLFEFE_BACKFILL_PER_SWEEP", DEFAULT_BACKFILL_PER_SWEEP
+        ),
     )
 
 

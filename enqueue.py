@@ -1,4 +1,4 @@
-"""Enqueue one unique classification job per unclassified content id.
+"""Enqueue one unique classification job per unclassified content id (lacking a configured model's classification).
 
 python enqueue.py --all | --limit N | --ids 1,2,3 [--dry-run] [--wait [--timeout SECONDS]]
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                     for content_id in args.ids
                 ]
             else:
-                listed = unclassified_previews(session, limit)
+                listed = unclassified_previews(session, config.model_names, limit)
             count = 0
             for content_id, text in listed:
                 preview = " ".join(text.split())[:60] if text is not None else "(no such content)"
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     wait = wait_for_jobs(
         connection, report.job_ids, config.queue_name, show_progress=sys.stderr.isatty(), timeout=args.timeout
     )
-    summary = summarize(connection, config.database_url, report, wait)
+    summary = summarize(connection, config.database_url, report, wait, config.model_names)
     for line in summary.lines():
         print(line)
     return 0 if summary.complete else EXIT_FAILURE

@@ -38,7 +38,7 @@ from jobs.scheduler_loop import (
     SchedulerLoop,
     scheduler_connection,
 )
-from jobs.sweep import sweep
+from jobs.sweep import hourly_sweep
 from services.redis_connection import connect, redis_url, safe_url
 
 # rq-scheduler's use of crontab warns on every start; nothing for our users to act on.
@@ -115,8 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     config = settings()
     if args.once:
-        report = sweep(connect(redis_url(config)), config.database_url)
-        print(f"sweep: {report.describe()}")
+        report, backfill = hourly_sweep(connect(redis_url(config)), config)
+        print(
+            f"sweep: {report.describe()}"
+            + (f" ({backfill} of them backfill for a model added later)" if backfill else "")
+        )
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     url = redis_url(config)

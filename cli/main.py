@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write the picture of sentiment over time to FILE (one self-contained HTML page)",
     )
+    report.add_argument("--model", metavar="NAME", help="with --uncertain: this model's (default: the first)")
     report.add_argument("--source", help="with --html: only posts of this source")
     report.add_argument("--author", help="with --html: only posts of this author")
     report.add_argument(
@@ -115,7 +116,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from cli.report import print_report, print_uncertain
 
         if args.uncertain is not None:
-            print_uncertain(config.database_url, args.uncertain, args.json)
+            print_uncertain(config.database_url, args.uncertain, args.json, args.model)
         else:
             print_report(config.database_url, args.json)
         return 0

@@ -1,9 +1,10 @@
-"""``volfefe reclassify``: classify contents again with the configured model, through the queue.
+"""``volfefe reclassify``: classify contents again with the configured models, through the queue.
 
-The selection (``--stale`` by default) is compared with the model version the configured model will
-write (read from its config, no weights loaded). Each selected content gets one unique job
-``reclassify-content-<id>-<database id>``; the worker replaces its classification in one transaction
-and keeps the old one in ``classification_history``. The hourly sweep never reclassifies.
+The selection (``--stale`` by default) is compared with the model version each configured model will
+write (read from its config, no weights loaded). ``--model NAME`` redoes that model only. Each selected
+content gets one unique job ``reclassify-content-<id>-<database id>`` (``...-<model>`` for one model);
+the worker replaces its classifications in one transaction, keeps the old ones in
+``classification_history`` and recomputes the content's consensus. The hourly sweep never reclassifies.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     selection.add_argument("--all", action="store_true", help="every classified content (needs --force)")
     parser.add_argument(
         "--force", action="store_true", help="replace even classifications made by the configured model"
+    )
+    parser.add_argument(
+        "--model",
+        metavar="NAME",
+        help="redo this model of VOLFEFE_MODELS only (default: every configured one)",
     )
     parser.add_argument("--dry-run", action="store_true", help="list what would change; enqueue nothing")
     parser.add_argument(
@@ -70,38 +76,50 @@ def reclassify(config: Settings, args: argparse.Namespace) -> int:
     if args.timeout is not None and not args.wait:
         print("volfefe reclassify: error: --timeout goes with --wait", file=sys.stderr)
         return 2
+    specs = [config.model_spec(args.model)] if args.model else list(config.models)
     require_existing_database(config.database_url)
-    target = configured_model_version(config.model, config.precision, engine=config.engine)
+    targets = {
+        spec.name: configured_model_version(spec.source, config.precision, engine=config.engine)
+        for spec in specs
+    }
+    names = list(targets)
     with session_scope(config.database_url) as session:
         if args.ids:
-            candidates = reclassification_candidates(session, ids=args.ids)
+            candidates = reclassification_candidates(session, names, ids=args.ids)
         elif args.before:
-            candidates = reclassification_candidates(session, before=args.before)
+            candidates = reclassification_candidates(session, names, before=args.before)
         elif args.all:
-            candidates = reclassification_candidates(session)
+            candidates = reclassification_candidates(session, names)
         else:
-            candidates = reclassification_candidates(session, stale_for=target)
+            candidates = reclassification_candidates(session, names, stale_for=targets)
+    described = ", ".join(f"{name} {version}" for name, version in targets.items())
     if args.dry_run:
-        for content_id, version in candidates:
-            change = (
-                "unchanged (already by it; --force to redo)"
-                if version == target and not args.force
-                else target
-            )
-            print(f"{content_id}\t{version or '(unclassified)'} -> {change}")
-        print(f"dry run: {len(candidates)} contents would be reclassified with {target}", file=sys.stderr)
+        for content_id, versions in candidates:
+            changes = []
+            for name, target in targets.items():
+                version = versions.get(name)
+                unchanged = version == target and not args.force
+                after = "unchanged (already by it; --force to redo)" if unchanged else target
+                changes.append(f"{name}: {version or '(unclassified)'} -> {after}")
+            print(f"{content_id}\t" + "; ".join(changes))
+        print(f"dry run: {len(candidates)} contents would be reclassified with {described}", file=sys.stderr)
         return 0
-    return _enqueue_and_wait(config, args, target, [content_id for content_id, _ in candidates])
+    return _enqueue_and_wait(config, args, targets, [content_id for content_id, _ in candidates])
 
 
-def _enqueue_and_wait(config: Settings, args: argparse.Namespace, target: str, ids: list[int]) -> int:
+def _enqueue_and_wait(
+    config: Settings, args: argparse.Namespace, targets: dict[str, str], ids: list[int]
+) -> int:
     from jobs.progress import failure_cause, wait_for_jobs
     from jobs.queue import enqueue_reclassifications
     from services.redis_connection import connect, redis_url
 
     connection = connect(redis_url(config))
-    report = enqueue_reclassifications(connection, config.database_url, ids, force=args.force)
-    print(f"reclassify with {target}: {report.describe()}")
+    report = enqueue_reclassifications(
+        connection, config.database_url, ids, force=args.force, model=args.model
+    )
+    described = ", ".join(f"{name} {version}" for name, version in targets.items())
+    print(f"reclassify with {described}: {report.describe()}")
     if not args.wait or not report.job_ids:
         return 0
     sys.stdout.flush()
@@ -113,13 +131,14 @@ def _enqueue_and_wait(config: Settings, args: argparse.Namespace, target: str, i
     from jobs.queue import SERIALIZER
 
     with session_scope(config.database_url) as session:
-        versions = current_versions(session, report.content_ids)
+        versions = current_versions(session, report.content_ids, list(targets))
     outcome: Counter[str] = Counter()
     failed: dict[int, str] = {}
     jobs = Job.fetch_many(report.job_ids, connection, serializer=SERIALIZER)
     for content_id, job in zip(report.content_ids, jobs, strict=True):
-        if versions.get(content_id) == target:
-            outcome["classified by the configured model"] += 1
+        have = versions.get(content_id, {})
+        if all(have.get(name) == target for name, target in targets.items()):
+            outcome["classified by the configured model" + ("s" if len(targets) > 1 else "")] += 1
             continue
         status = job.get_status(refresh=False) if job is not None else None
         if status == JobStatus.FAILED:

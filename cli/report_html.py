@@ -9,6 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from config import settings
 from db.existence import require_existing_database
 from db.session import session_scope
 from errors import VolfefeError
@@ -44,7 +45,7 @@ def write_html_report(database_url: str, path: Path, selection: Selection) -> Pa
 
     require_existing_database(database_url)
     with session_scope(database_url) as session:
-        picture = build_picture(session, selection)
+        picture = build_picture(session, selection, models=settings().model_names)
     page = render_page(picture, with_filters=False)
     target = path.expanduser().absolute()
     try:

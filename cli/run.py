@@ -40,7 +40,9 @@ MODEL_LOAD_TIMEOUT = 15 * 60
 #: seconds between two looks at the workers' logs while they load the model.
 READY_POLL_INTERVAL = 0.2
 #: what a FinbertWorker logs once its model is loaded (``FinbertWorker.bootstrap``), with the model_version.
-READY_LINE = re.compile(r"Worker: model (\S+) loaded from ")
+READY_LINE = re.compile(r"Worker: (model \S+ \S+(?:, model \S+ \S+)*) loaded in ")
+#: one model of READY_LINE: its name and model_version.
+READY_MODEL = re.compile(r"model (\S+) ([^\s,]+)")
 #: RQ's log lines start with the time.
 _LOG_TIME = re.compile(r"^\d\d:\d\d:\d\d ")
 
@@ -113,8 +115,9 @@ def wait_until_ready(
     connection: Redis,
     queue_name: str,
     timeout: float = MODEL_LOAD_TIMEOUT,
-) -> str:
-    """Block until every worker has loaded its model and waits for jobs; return the model_version.
+) -> dict[str, str]:
+    """Block until every worker has loaded its models and waits for jobs; return the model versions
+    (name -> model_version, as the first worker logged them).
 
     WorkersDied, with the reason from the logs, as soon as one exits (or after ``timeout`` seconds).
     """
@@ -125,7 +128,7 @@ def wait_until_ready(
             raise WorkersDied(f"a worker exited before its model was loaded: {_reason_from_log(log_dir)}")
         versions = [match[1] for line in _log_lines(log_dir) if (match := READY_LINE.search(line))]
         if len(versions) >= len(workers) and pids <= _working_pids(connection, queue_name):
-            return versions[0]
+            return dict(READY_MODEL.findall(versions[0]))
         if time.monotonic() > deadline:
             raise WorkersDied(f"the workers did not load the model within {timeout:g}s; see {log_dir}")
         time.sleep(READY_POLL_INTERVAL)
@@ -146,7 +149,8 @@ def stop_workers(workers: list[subprocess.Popen]) -> None:
 def run(config: Settings, posts: Path, worker_count: int) -> int:
     """The main job end to end; the exit status (0 only when everything was done)."""
     engine = "" if config.engine == "torch" else f"{config.engine} "
-    print(f"database {describe(config.database_url)}; model {config.model} ({engine}{config.precision})")
+    models = ", ".join(f"{spec.name} {spec.source}" for spec in config.models)
+    print(f"database {describe(config.database_url)}; model {models} ({engine}{config.precision})")
     upgrade(config.database_url)
     if config.engine != "torch":  # the workers only load a conversion; it is built here, before them
         from model.engines import ensure_engine_built
@@ -169,11 +173,11 @@ def run(config: Settings, posts: Path, worker_count: int) -> int:
             )
             for rejected in imported.rejected:
                 print(f"{posts}:{rejected.line}: rejected: {rejected.reason}", file=sys.stderr)
-            version = wait_until_ready(workers, log_dir, connection, config.queue_name)
-            print(f"model {version} loaded")
-            if has_random_weights(version):
-                print("warning: this model has random weights: its labels are meaningless")
-            report = sweep(connection, config.database_url)
+            versions = wait_until_ready(workers, log_dir, connection, config.queue_name)
+            print(", ".join(f"model {name} {version}" for name, version in versions.items()) + " loaded")
+            if any(has_random_weights(version) for version in versions.values()):
+                print("warning: a model has random weights: its labels are meaningless")
+            report = sweep(connection, config.database_url, models=config.model_names)
             print(report.describe(), flush=True)
 
             def check_workers() -> None:
@@ -189,7 +193,7 @@ def run(config: Settings, posts: Path, worker_count: int) -> int:
             )
         finally:
             stop_workers(workers)
-        summary = summarize(connection, config.database_url, report, wait)
+        summary = summarize(connection, config.database_url, report, wait, config.model_names)
         for line in summary.lines():
             print(line)
     finally:

@@ -52,16 +52,21 @@ def _binding(connection, queue_name: str) -> dict | None:
     return asdict(binding) if binding is not None else None
 
 
-def _database_part(database_url: str) -> dict:
+def _database_part(config: Settings) -> dict:
     """The database's counts; ``database_error`` when they could not be read."""
+    database_url = config.database_url
     part: dict = {"database_url": describe(database_url), "database": None}
     try:
-        report = build_report(database_url)
+        report = build_report(database_url, config)
         part["database_id"] = _database_id(database_url)
     except (VolfefeError, DBAPIError) as error:
         part["database_error"] = explain(error)
         return part
-    part["database"] = {key: report[key] for key in ("contents", "classified", "skipped", "unclassified")}
+    keys = ("contents", "classified", "partly_classified", "skipped", "unclassified")
+    part["database"] = {key: report[key] for key in keys}
+    part["unclassified_by_model"] = {
+        name: figures["unclassified"] for name, figures in report["models"].items()
+    }
     part["sentiments"] = report["sentiments"]
     part["random_weight_classifications"] = report["random_weight_classifications"]
     return part
@@ -78,7 +83,7 @@ def _database_id(database_url: str) -> str | None:
 
 def build_status(config: Settings) -> dict:
     """Queue, workers and database; ``redis_error`` / ``database_error`` for a part that could not be read."""
-    return {"queue": config.queue_name, **_queue_part(config), **_database_part(config.database_url)}
+    return {"queue": config.queue_name, **_queue_part(config), **_database_part(config)}
 
 
 def problems(status: dict) -> list[str]:
@@ -111,10 +116,15 @@ def render_status(status: dict) -> str:
     if database is None:
         lines.append(f"database {status['database_url']}: unavailable")
         return "\n".join(lines)
+    partly = f", partly classified {database['partly_classified']}" if database["partly_classified"] else ""
     lines.append(
         f"database {status['database_url']}: contents {database['contents']}, "
-        f"classified {database['classified']}, skipped {database['skipped']}, "
+        f"classified {database['classified']}{partly}, skipped {database['skipped']}, "
         f"unclassified {database['unclassified']}"
+    )
+    lines.append(
+        "unclassified by model: "
+        + ", ".join(f"{name} {count}" for name, count in status["unclassified_by_model"].items())
     )
     lines.append("sentiments: " + ", ".join(f"{k} {v}" for k, v in status["sentiments"].items()))
     lines += random_weights_warning(status["random_weight_classifications"])

@@ -16,18 +16,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import TIMESTAMP, ColumnElement, Float, case, cast, extract, false, func, null, select
+from sqlalchemy import TIMESTAMP, ColumnElement, Float, case, cast, extract, func, null, select
 from sqlalchemy.orm import Session
 
-from db.models import Classification, Content
+from db.models import Classification, Consensus, Content
+from db.queries import unclassified_by_model
 
 
 @dataclass(frozen=True)
 class ContentStates:
-    """Contents by where they stand: skipped for good (by reason) or waiting for a classification."""
+    """Contents by where they stand: skipped for good (by reason), or waiting for a model's classification."""
 
     skipped: dict[str, int]
-    unclassified: int
+    #: model name -> contents not skipped that lack its classification.
+    unclassified: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -61,34 +63,36 @@ class RecentAudit:
     shapes: list[ForwardPassShape]
 
 
-def content_states(session: Session) -> ContentStates:
-    """Contents skipped for good by ``skip_reason``, and contents neither classified nor skipped.
-
-    Reads only contents with ``classified = false`` (the sweep's index, ``ix_contents_unclassified``).
-    """
+def content_states(session: Session, models: Sequence[str]) -> ContentStates:
+    """Contents skipped for good by ``skip_reason``, and per model the contents it has not classified."""
     rows = session.execute(
         select(Content.skip_reason, func.count())
-        .where(Content.classified == false())
+        .where(Content.skip_reason.is_not(None))
         .group_by(Content.skip_reason)
     )
-    skipped: dict[str, int] = {}
-    unclassified = 0
-    for reason, count in rows:
-        if reason is None:
-            unclassified = count
-        else:
-            skipped[reason] = count
-    return ContentStates(skipped=skipped, unclassified=unclassified)
+    return ContentStates(
+        skipped=dict(rows.tuples().all()), unclassified=unclassified_by_model(session, models)
+    )
 
 
-def classifications_by_sentiment(session: Session) -> dict[tuple[str, str], int]:
-    """Current classifications (one per classified content) by (sentiment, model version)."""
+def classifications_by_sentiment(session: Session) -> dict[tuple[str, str, str], int]:
+    """Current classifications by (model, sentiment, model version)."""
     rows = session.execute(
-        select(Classification.sentiment, Classification.model_version, func.count()).group_by(
-            Classification.sentiment, Classification.model_version
+        select(
+            Classification.model, Classification.sentiment, Classification.model_version, func.count()
+        ).group_by(Classification.model, Classification.sentiment, Classification.model_version)
+    )
+    return {(model, sentiment, version): count for model, sentiment, version, count in rows}
+
+
+def consensus_by_sentiment(session: Session) -> dict[tuple[str, bool], int]:
+    """Consensus rows (one per content) by (sentiment, ambiguous)."""
+    rows = session.execute(
+        select(Consensus.sentiment, Consensus.ambiguous, func.count()).group_by(
+            Consensus.sentiment, Consensus.ambiguous
         )
     )
-    return {(sentiment, version): count for sentiment, version, count in rows}
+    return {(sentiment, bool(ambiguous)): count for sentiment, ambiguous, count in rows}
 
 
 def _seconds_between(session: Session, earlier: ColumnElement, later: ColumnElement) -> ColumnElement:
@@ -102,16 +106,17 @@ def _seconds_between(session: Session, earlier: ColumnElement, later: ColumnElem
 
 def recent_audit(
     session: Session, since: datetime, model_bounds: Sequence[float], queue_bounds: Sequence[float]
-) -> RecentAudit:
-    """The histograms' figures, in one read of the classifications stored since ``since``.
+) -> dict[str, RecentAudit]:
+    """The histograms' figures per model name, in one read of the classifications stored since ``since``.
 
     Each row's audit is read once, its two timings put in their buckets, and the rows grouped by
-    (bucket, bucket, batch shape): the database returns one row per combination in use, which are
-    added up here.
+    (model, bucket, bucket, batch shape): the database returns one row per combination in use, which
+    are added up here.
     """
     meta = Classification.meta
     recent = (
         select(
+            Classification.model.label("name"),
             cast(meta[("processing", "model_seconds")].as_float(), Float).label("model"),
             cast(
                 _seconds_between(
@@ -131,6 +136,7 @@ def recent_audit(
     model_bucket = _bucket_index(recent.c.model, model_bounds).label("model_bucket")
     queue_bucket = _bucket_index(recent.c.queue, queue_bounds).label("queue_bucket")
     grouped = select(
+        recent.c.name,
         model_bucket,
         queue_bucket,
         recent.c.passes,
@@ -140,19 +146,37 @@ def recent_audit(
         func.sum(recent.c.model),
         func.count(recent.c.queue),
         func.sum(recent.c.queue),
-    ).group_by(model_bucket, queue_bucket, recent.c.passes, recent.c.batch_items)
-    model, queue = _Tally(model_bounds), _Tally(queue_bounds)
-    stored: dict[tuple[str, int], int] = {}
+    ).group_by(recent.c.name, model_bucket, queue_bucket, recent.c.passes, recent.c.batch_items)
+    tallies: dict[str, tuple[_Tally, _Tally, dict[tuple[str, int], int]]] = {}
     for row in session.execute(grouped):
-        model_index, queue_index, passes, items, rows, model_count, model_sum, queue_count, queue_sum = row
+        (
+            name,
+            model_index,
+            queue_index,
+            passes,
+            items,
+            rows,
+            model_count,
+            model_sum,
+            queue_count,
+            queue_sum,
+        ) = row
+        model, queue, stored = tallies.setdefault(name, (_Tally(model_bounds), _Tally(queue_bounds), {}))
         model.add(model_index, model_count, model_sum)
         queue.add(queue_index, queue_count, queue_sum)
         if passes is not None and items:
             stored[(passes, items)] = stored.get((passes, items), 0) + rows
-    shapes = [
-        ForwardPassShape(tuple(json.loads(passes)), items, count) for (passes, items), count in stored.items()
-    ]
-    return RecentAudit(model.buckets(), queue.buckets(), shapes)
+    return {
+        name: RecentAudit(
+            model.buckets(),
+            queue.buckets(),
+            [
+                ForwardPassShape(tuple(json.loads(passes)), items, count)
+                for (passes, items), count in stored.items()
+            ],
+        )
+        for name, (model, queue, stored) in sorted(tallies.items())
+    }
 
 
 def _bucket_index(value: ColumnElement, bounds: Sequence[float]) -> ColumnElement:

@@ -1,4 +1,4 @@
-"""The two tables: posts to classify and one classification per post."""
+"""The tables: posts, one current classification per post and model, their consensus, and history."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    false,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -49,7 +48,7 @@ class Content(Base):
     __tablename__ = "contents"
     __table_args__ = (
         UniqueConstraint("source", "external_id", name="uq_contents_source_external_id"),
-        Index("ix_contents_unclassified", "classified", "id"),
+        Index("ix_contents_skip_reason", "skip_reason"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -59,17 +58,19 @@ class Content(Base):
     text: Mapped[str] = mapped_column(Text)
     url: Mapped[str | None] = mapped_column(Text)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    classified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     #: why the content was skipped for good (e.g. no_text_to_classify); the sweep passes over it.
     skip_reason: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    classification: Mapped[Classification | None] = relationship(back_populates="content")
+    classifications: Mapped[list[Classification]] = relationship(back_populates="content")
 
 
 class Classification(Base):
+    """The current classification of one content by one model (``model``: its name in VOLFEFE_MODELS)."""
+
     __tablename__ = "classifications"
     __table_args__ = (
+        UniqueConstraint("content_id", "model", name="uq_classifications_content_model"),
         CheckConstraint(
             "sentiment IN ('positive', 'negative', 'neutral')", name="ck_classifications_sentiment"
         ),
@@ -77,20 +78,19 @@ class Classification(Base):
         Index("ix_classifications_sentiment", "sentiment"),
         Index("ix_classifications_confidence", "confidence"),
         Index("ix_classifications_created_at", "created_at"),
-        Index("ix_classifications_sentiment_model", "sentiment", "model_version"),
+        Index("ix_classifications_model_sentiment", "model", "sentiment", "model_version"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    content_id: Mapped[int] = mapped_column(
-        ForeignKey("contents.id", ondelete="CASCADE"), unique=True, nullable=False
-    )
+    content_id: Mapped[int] = mapped_column(ForeignKey("contents.id", ondelete="CASCADE"), nullable=False)
+    model: Mapped[str] = mapped_column(String(32))
     sentiment: Mapped[str] = mapped_column(String(16))
     confidence: Mapped[float] = mapped_column(Float)
     model_version: Mapped[str] = mapped_column(String(255))
     meta: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    content: Mapped[Content] = relationship(back_populates="classification")
+    content: Mapped[Content] = relationship(back_populates="classifications")
 
 
 class ClassificationHistory(Base):
@@ -101,6 +101,7 @@ class ClassificationHistory(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     content_id: Mapped[int] = mapped_column(ForeignKey("contents.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(32))
     sentiment: Mapped[str] = mapped_column(String(16))
     confidence: Mapped[float] = mapped_column(Float)
     model_version: Mapped[str] = mapped_column(String(255))
@@ -108,3 +109,34 @@ class ClassificationHistory(Base):
     #: when the replaced classification was made (its ``created_at``).
     classified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     replaced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Consensus(Base):
+    """What the configured models say of one content together (``consensus.vote``), rewritten in the same
+    transaction as any of its classifications, so it is never older than the rows it is made of."""
+
+    __tablename__ = "consensus"
+    __table_args__ = (
+        CheckConstraint("sentiment IN ('positive', 'negative', 'neutral')", name="ck_consensus_sentiment"),
+        Index("ix_consensus_ambiguous", "ambiguous"),
+    )
+
+    content_id: Mapped[int] = mapped_column(ForeignKey("contents.id", ondelete="CASCADE"), primary_key=True)
+    sentiment: Mapped[str] = mapped_column(String(16))
+    #: the combined probability of ``sentiment`` (0 to 1).
+    confidence: Mapped[float] = mapped_column(Float)
+    #: the combined probability of ``sentiment`` minus the next one's: small means the models together hesitated.
+    margin: Mapped[float] = mapped_column(Float)
+    #: the weighted share of the models whose own label is ``sentiment`` (0 to 1).
+    agreement: Mapped[float] = mapped_column(Float)
+    ambiguous: Mapped[bool] = mapped_column(Boolean)
+    #: the models read: {name: {sentiment, confidence, weight, model_version}}; ``dissent``: names
+    #: of those whose label differs; ``scores``: {sentiment: combined probability}; ``method``.
+    models: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    dissent: Mapped[list[str]] = mapped_column(JSONDocument)
+    scores: Mapped[dict[str, float]] = mapped_column(JSONDocument)
+    method: Mapped[str] = mapped_column(String(64))
+    #: the models it was made of with their weights, ``name:weight,...`` in configuration order: a
+    #: consensus made under another VOLFEFE_MODELS is found by this (``consensus.vote.basis``).
+    basis: Mapped[str] = mapped_column(String(512))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

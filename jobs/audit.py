@@ -9,7 +9,8 @@ and attempt produced it. The shape (every key always present):
                  tokens, windows, quote, repost, sha256 (of the text the model read)
     quality      margin (top score minus the second), entropy (nats; 0 = certain, ln 3 = no idea)
     processing   classified_at (UTC, ISO 8601), model_seconds (per item), attempt, worker,
-                 engine, precision, model_version, batch (enqueued_at, items, forward_passes)
+                 engine, precision, model_version, model (its name in VOLFEFE_MODELS),
+                 batch (enqueued_at, items, forward_passes: of this model's passes)
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class Processing:
     #: the batch it was read in: ``enqueued_at`` (its job's latest enqueue, ISO 8601 UTC; None outside the
     #: queue), ``items`` (texts classified together), ``forward_passes`` (rows of each forward pass).
     batch: Mapping[str, Any] | None = None
+    #: the model's name in VOLFEFE_MODELS.
+    model: str | None = None
 
 
 def margin(scores: dict[str, float]) -> float:
@@ -89,6 +92,7 @@ def audit(prediction: Prediction, facts: TextFacts, processing: Processing) -> d
             "engine": processing.engine,
             "precision": processing.precision,
             "model_version": processing.model_version,
+            "model": processing.model,
             "batch": dict(processing.batch) if processing.batch is not None else None,
         },
     }

@@ -1,13 +1,19 @@
-"""What happens to content ids: read, skip or classify, store. ``classify_content`` is the RQ job.
+"""What happens to content ids: read, skip or classify with every configured model, store, agree.
+``classify_content`` is the RQ job.
 
 One path for every content id: the RQ job (one id) and the worker's batches (many ids) both call
 ``classify_contents``, with one error policy:
-- skips (content missing, no text, already classified) are outcomes, never errors, never retried;
-- a job enqueued for another database is refused, never run against this one;
+- skips (content missing, no text, already classified by every model) are outcomes, never errors,
+  never retried;
+- a job enqueued for another database, or naming a model this worker does not have, is refused,
+  never run against this one;
 - a failure of the database, its disk or Redis raises ``InfrastructureUnavailable``: nothing is
   decided about the posts, the worker hands their jobs back and waits;
 - any other failure is the post's own: ``ClassificationFailed`` (a batch stores each post in its own
   transaction then, so one post's failure touches no other).
+
+A content is brought up to date for every configured model (``VOLFEFE_MODELS``) that lacks a current
+classification of it; its rows and its consensus (``db.consensus_store``) are written in one transaction.
 """
 
 from __future__ import annotations
@@ -15,17 +21,20 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rq.timeouts import BaseTimeoutException
 from sqlalchemy import select
 
-from config import settings
+from config import Settings, settings
+from consensus.vote import Verdict
+from db.consensus_store import lock_contents, refresh_consensus
 from db.models import Content, DatabaseIdentity
 from db.queries import contents_by_id, current_versions
 from db.session import session_scope
-from db.store import record_skip, replace_classifications, save_classification, save_classifications
+from db.store import NewClassification, RowKey, record_skip, replace_classifications, save_classifications
 from errors import VolfefeError, first_line
 from jobs.audit import Processing, TextFacts, audit
 from jobs.failures import InfrastructureUnavailable, infrastructure_error, is_infrastructure_failure
@@ -37,6 +46,7 @@ from jobs.outcomes import (
     FAILED,
     NO_TEXT_TO_CLASSIFY,
     REFUSED,
+    UNKNOWN_MODEL,
     WRONG_DATABASE,
     Outcome,
 )
@@ -46,12 +56,19 @@ from model.visible_text import read_post
 if TYPE_CHECKING:
     from rq.job import Job
 
-    from model.classifier import Prediction
+    from model.classifier import FinbertClassifier, Prediction
 
-#: the inference engine (FINBERT_ENGINE will choose among others).
-ENGINE = "torch"
 #: (content id, database id): what a classification job asks for.
 Request = tuple[int, str]
+
+
+@dataclass(frozen=True)
+class Redo:
+    """A reclassification: of one model (None: every configured one); ``force`` redoes even a
+    classification made by the model version this worker would write."""
+
+    force: bool
+    model: str | None = None
 
 
 class ClassificationFailed(VolfefeError):
@@ -63,7 +80,8 @@ class JobRefused(VolfefeError):
 
 
 def classify_content(content_id: int, database_id: str) -> dict[str, Any]:
-    """The RQ job: classify one content of the database ``database_id`` and store it.
+    """The RQ job: classify one content of the database ``database_id`` with every configured model
+    that lacks a classification of it, and store them with the consensus.
 
     Skips return normally and are never retried; the post's own failure raises ClassificationFailed
     and the infrastructure's InfrastructureUnavailable (the worker returns that job to the queue).
@@ -73,19 +91,23 @@ def classify_content(content_id: int, database_id: str) -> dict[str, Any]:
     )
 
 
-def reclassify_content(content_id: int, database_id: str, force: bool) -> dict[str, Any]:
-    """The RQ job of ``volfefe reclassify``: classify the content again with this worker's model.
+def reclassify_content(
+    content_id: int, database_id: str, force: bool, model: str | None = None
+) -> dict[str, Any]:
+    """The RQ job of ``volfefe reclassify``: classify the content again with this worker's models (or
+    with ``model`` alone).
 
-    Its current classification is replaced (and kept in history) unless it was made by this very
-    model version and ``force`` is false (then: skipped, ``already_current``). Errors as for
-    ``classify_content``.
+    Each current classification is replaced (and kept in history) unless it was made by this very
+    model version and ``force`` is false; when none is replaced: skipped, ``already_current``. Errors
+    as for ``classify_content``.
     """
-    problem = check_reclassify_arguments([content_id, database_id, force], {})
-    return _run_alone(problem, (content_id, database_id), force)
+    args = [content_id, database_id, force] + ([model] if model is not None else [])
+    problem = check_reclassify_arguments(args, {})
+    return _run_alone(problem, (content_id, database_id), Redo(force, model))
 
 
-def _run_alone(problem: str | None, request: Request, force: bool | None) -> dict[str, Any]:
-    """One request as the running RQ job (a reclassification when ``force`` is not None)."""
+def _run_alone(problem: str | None, request: Request, redo: Redo | None) -> dict[str, Any]:
+    """One request as the running RQ job (a reclassification when ``redo`` is given)."""
     from rq import get_current_job
 
     job = get_current_job()
@@ -96,7 +118,7 @@ def _run_alone(problem: str | None, request: Request, force: bool | None) -> dic
             [request],
             attempts={request: (job.number_of_retries or 0) + 1} if job is not None else None,
             worker=job.worker_name if job else None,
-            replace={request: force} if force is not None else None,
+            replace={request: redo} if redo is not None else None,
             enqueued={request: job.enqueued_at} if job is not None else None,
         )
     except (InfrastructureUnavailable, BaseTimeoutException):
@@ -118,14 +140,23 @@ def _refused(job: Job | None, reason: str) -> JobRefused:
     return JobRefused(reason)
 
 
-def _skip_reason(content: Content | None, text: str) -> str | None:
-    if content is None:
-        return CONTENT_NOT_FOUND
-    if content.classified:
-        return ALREADY_CLASSIFIED
-    if not text:
-        return NO_TEXT_TO_CLASSIFY
-    return None
+@dataclass
+class _Plan:
+    """What one call decides before any model runs: the outcomes known already, and per content the
+    models to run (and whether each replaces a current row)."""
+
+    outcomes: dict[Request, Outcome] = field(default_factory=dict)
+    #: content id -> model names to classify it with, in configuration order.
+    models: dict[int, list[str]] = field(default_factory=dict)
+    #: (content id, model) keys that replace a current classification (reclassifications).
+    replacing: set[RowKey] = field(default_factory=set)
+    #: among ``replacing``: those replaced even when made by the same model version.
+    forced: set[RowKey] = field(default_factory=set)
+    texts: dict[int, str] = field(default_factory=dict)
+    facts: dict[int, TextFacts] = field(default_factory=dict)
+    #: content id -> its request (one per content: a second job for the same post runs after the first).
+    requests: dict[int, Request] = field(default_factory=dict)
+    identity: str | None = None
 
 
 def classify_contents(
@@ -134,105 +165,169 @@ def classify_contents(
     *,
     attempts: Mapping[Request, int] | None = None,
     worker: str | None = None,
-    replace: Mapping[Request, bool] | None = None,
+    replace: Mapping[Request, Redo] | None = None,
     enqueued: Mapping[Request, datetime | None] | None = None,
+    config: Settings | None = None,
 ) -> list[Outcome]:
-    """Classify many contents with one read, batched forward passes and one write; one outcome per request.
+    """Classify many contents with one read, batched forward passes per model and one write; one
+    outcome per request.
 
     Each stored classification carries its audit (``jobs.audit``): ``attempts`` gives each request's
     attempt number (default 1), ``worker`` the worker's name (default host:pid), ``enqueued`` each
-    request's job's latest enqueue (``processing.batch.enqueued_at``).
-    ``replace`` makes these requests reclassifications (value: force): a classified content is
-    classified again and its classification replaced (``db.store.replace_classifications``) unless it
-    was made by this model version already and force is false (skipped: ``already_current``).
-    Raises InfrastructureUnavailable when the database (or its disk) fails; any other failure of
-    reading or of the model raises as it is (the caller runs the requests one by one then).
+    request's job's latest enqueue (``processing.batch.enqueued_at``). ``replace`` makes these requests
+    reclassifications (``Redo``). Raises InfrastructureUnavailable when the database (or its disk)
+    fails; any other failure of reading or of a model raises as it is (the caller runs the requests one
+    by one then).
     """
-    url = database_url or settings().database_url
+    config = config or settings()
+    url = database_url or config.database_url
     wanted = list(dict.fromkeys(requests))
-    outcomes: dict[Request, Outcome] = {}
-    texts: dict[int, str] = {}
-    facts: dict[int, TextFacts] = {}
-    replace = replace or {}
-    target_version = None
-    if replace:
-        from model.warm import warm_classifier  # the version decides what is current already
+    plan = _plan(url, config, wanted, replace or {})
+    if plan.models:
+        from model.warm import warm_classifiers  # torch is imported only where texts are classified
 
-        target_version = warm_classifier().model_version
+        classifiers = warm_classifiers(config)
+        new = _classify(plan, classifiers, config, attempts or {}, worker, enqueued or {})
+        weights = {spec.name: spec.weight for spec in config.models}
+        plan.outcomes.update(_write(url, plan, new, weights, config.ambiguous_confidence))
+    return [plan.outcomes[request] for request in wanted]
+
+
+def _plan(url: str, config: Settings, wanted: list[Request], replace: Mapping[Request, Redo]) -> _Plan:
+    """Read the contents and their current classifications; decide each request's skip or models."""
+    plan = _Plan()
+    names = config.model_names
+    targets: dict[str, str] = {}
+    if any(redo.force is False for redo in replace.values()):
+        from model.warm import warm_classifiers  # the version decides what is current already
+
+        targets = {name: classifier.model_version for name, classifier in warm_classifiers(config).items()}
     try:
         with session_scope(url) as session:
             identity = session.scalar(select(DatabaseIdentity.id).order_by(DatabaseIdentity.created_at))
+            plan.identity = identity
             ours = [request for request in wanted if request[1] == identity]
             for content_id, database_id in wanted:
                 if database_id != identity:
-                    outcomes[(content_id, database_id)] = Outcome.refused(
+                    plan.outcomes[(content_id, database_id)] = Outcome.refused(
                         content_id,
                         WRONG_DATABASE,
                         f"enqueued for database {database_id}, this worker's database is {identity}",
                     )
-            contents = contents_by_id(session, [content_id for content_id, _ in ours])
-            versions = current_versions(session, [request[0] for request in ours if request in replace])
+            ids = [content_id for content_id, _ in ours]
+            contents = contents_by_id(session, ids)
+            versions = current_versions(session, ids)
             for request in ours:
-                content = contents.get(request[0])
+                content_id = request[0]
+                content = contents.get(content_id)
                 post = read_post(content.text) if content is not None else None
                 text = post.text if post is not None else ""
-                if request in replace:
-                    reason = _reclassify_skip_reason(
-                        content, text, versions.get(request[0]), target_version, replace[request]
-                    )
-                else:
-                    reason = _skip_reason(content, text)
-                if reason is None and content is not None:
-                    texts[request[0]] = text
-                    facts[request[0]] = TextFacts(
-                        text, post.input_chars, cut=post.cut, quote=post.is_quote, repost=post.is_repost
+                have = versions.get(content_id, {})
+                redo = replace.get(request)
+                if redo is not None and redo.model is not None and redo.model not in names:
+                    plan.outcomes[request] = Outcome.refused(
+                        content_id,
+                        UNKNOWN_MODEL,
+                        f"model {redo.model!r} is not configured on this worker (VOLFEFE_MODELS: {', '.join(names)})",
                     )
                     continue
-                outcomes[request] = Outcome.skipped(request[0], reason)
-                if reason == NO_TEXT_TO_CLASSIFY:
-                    record_skip(session, request[0], reason)
+                if redo is None:
+                    models = [name for name in names if name not in have]
+                    reason = _skip_reason(content, text, models, ALREADY_CLASSIFIED)
+                else:
+                    chosen = [redo.model] if redo.model is not None else list(names)
+                    models = [name for name in chosen if redo.force or have.get(name) != targets.get(name)]
+                    reason = _skip_reason(content, text, models, ALREADY_CURRENT)
+                if reason is not None:
+                    plan.outcomes[request] = Outcome.skipped(content_id, reason)
+                    if reason == NO_TEXT_TO_CLASSIFY:
+                        record_skip(session, content_id, reason)
+                    continue
+                plan.requests[content_id] = request
+                plan.models[content_id] = models
+                plan.texts[content_id] = text
+                plan.facts[content_id] = TextFacts(
+                    text, post.input_chars, cut=post.cut, quote=post.is_quote, repost=post.is_repost
+                )
+                if redo is not None:
+                    keys = {(content_id, name) for name in models}
+                    plan.replacing |= keys
+                    if redo.force:
+                        plan.forced |= keys
     except Exception as error:
         if is_infrastructure_failure(error):
             raise infrastructure_error(error) from error
         raise
-    if texts:
-        from model.warm import warm_classifier  # torch is imported only where texts are classified
+    return plan
 
-        classifier = warm_classifier()
-        predictions = dict(zip(texts, classifier.classify(list(texts.values())), strict=True))
-        worker_name = worker or f"{socket.gethostname()}:{os.getpid()}"
-        precision = classifier.model_version.rsplit("+", 1)[-1]
-        rows = sum(prediction.windows for prediction in predictions.values())
+
+def _skip_reason(content: Content | None, text: str, models: list[str], nothing_to_do: str) -> str | None:
+    if content is None:
+        return CONTENT_NOT_FOUND
+    if not models:
+        return nothing_to_do
+    if not text:
+        return NO_TEXT_TO_CLASSIFY
+    return None
+
+
+def _engine_and_precision(model_version: str) -> tuple[str, str]:
+    """(engine, precision) from a model version's last part: ``bf16`` (torch) or ``openvino-int8``."""
+    tag = model_version.rsplit("+", 1)[-1]
+    engine, _, precision = tag.rpartition("-")
+    return (engine or "torch", precision)
+
+
+def _classify(
+    plan: _Plan,
+    classifiers: Mapping[str, FinbertClassifier],
+    config: Settings,
+    attempts: Mapping[Request, int],
+    worker: str | None,
+    enqueued: Mapping[Request, datetime | None],
+) -> list[NewClassification]:
+    """Run each model on the texts that need it (forward passes sorted by length) and audit each result."""
+    worker_name = worker or f"{socket.gethostname()}:{os.getpid()}"
+    new: list[NewClassification] = []
+    for name in config.model_names:
+        content_ids = [content_id for content_id, models in plan.models.items() if name in models]
+        if not content_ids:
+            continue
+        classifier = classifiers[name]
+        predictions = classifier.classify([plan.texts[content_id] for content_id in content_ids])
+        rows = sum(prediction.windows for prediction in predictions)
         size = classifier.batch_size  # FinbertClassifier.classify: all windows, in passes of batch_size
         passes = [min(size, rows - start) for start in range(0, rows, size)]
-        metas = {
-            content_id: audit(
+        engine, precision = _engine_and_precision(classifier.model_version)
+        for content_id, prediction in zip(content_ids, predictions, strict=True):
+            request = plan.requests[content_id]
+            meta = audit(
                 prediction,
-                facts[content_id],
+                plan.facts[content_id],
                 Processing(
                     worker=worker_name,
-                    engine=ENGINE,
+                    engine=engine,
                     precision=precision,
                     model_version=classifier.model_version,
-                    attempt=(attempts or {}).get((content_id, identity), 1),
+                    attempt=attempts.get(request, 1),
                     batch={
-                        "enqueued_at": _iso((enqueued or {}).get((content_id, identity))),
+                        "enqueued_at": _iso(enqueued.get(request)),
                         "items": len(predictions),
                         "forward_passes": passes,
                     },
+                    model=name,
                 ),
             )
-            for content_id, prediction in predictions.items()
-        }
-        forced = {request[0] for request, force in replace.items() if force}
-        redo = {request[0] for request in replace if request[1] == identity}
-        fresh = {content_id: p for content_id, p in predictions.items() if content_id not in redo}
-        again = {content_id: p for content_id, p in predictions.items() if content_id in redo}
-        stored = _store(url, classifier.model_version, fresh, metas) if fresh else {}
-        if again:
-            stored.update(_replace(url, classifier.model_version, again, metas, forced))
-        outcomes.update({(content_id, identity): outcome for content_id, outcome in stored.items()})
-    return [outcomes[request] for request in wanted]
+            new.append(_new_row(content_id, name, prediction, classifier.model_version, meta))
+    return new
+
+
+def _new_row(
+    content_id: int, model: str, prediction: Prediction, version: str, meta: dict[str, Any]
+) -> NewClassification:
+    return NewClassification(
+        content_id, model, prediction.sentiment, prediction.confidence, version, prediction.raw_scores, meta
+    )
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -243,113 +338,86 @@ def _iso(moment: datetime | None) -> str | None:
     return aware.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-def _reclassify_skip_reason(
-    content: Content | None, text: str, current: str | None, target: str | None, force: bool
-) -> str | None:
-    if content is None:
-        return CONTENT_NOT_FOUND
-    if not text:
-        return NO_TEXT_TO_CLASSIFY
-    if current is not None and current == target and not force:
-        return ALREADY_CURRENT
-    return None
-
-
-def _replace(
-    url: str,
-    version: str,
-    predictions: dict[int, Prediction],
-    metas: dict[int, dict[str, Any]],
-    forced: set[int],
-) -> dict[int, Outcome]:
-    """Reclassifications in one transaction; if it fails for a post's reason, each in its own."""
+def _write(
+    url: str, plan: _Plan, new: list[NewClassification], weights: dict[str, float], ambiguous_below: float
+) -> dict[Request, Outcome]:
+    """Store the batch in one transaction; if that fails for a post's reason, each post in its own."""
     try:
-        return _replace_in_one(url, version, predictions, metas, forced)
+        return _write_in_one(url, plan, new, weights, ambiguous_below)
     except Exception as error:
         if is_infrastructure_failure(error):
             raise infrastructure_error(error) from error
-    outcomes: dict[int, Outcome] = {}
-    for content_id, prediction in predictions.items():
+    outcomes: dict[Request, Outcome] = {}
+    for content_id, request in plan.requests.items():
+        own = [item for item in new if item.content_id == content_id]
         try:
-            outcomes.update(_replace_in_one(url, version, {content_id: prediction}, metas, forced))
+            outcomes.update(_write_in_one(url, plan, own, weights, ambiguous_below))
         except Exception as error:
             if is_infrastructure_failure(error):
                 raise infrastructure_error(error) from error
-            outcomes[content_id] = Outcome(content_id, FAILED, error=first_line(error))
+            outcomes[request] = Outcome(content_id, FAILED, error=first_line(error))
     return outcomes
 
 
-def _replace_in_one(
-    url: str,
-    version: str,
-    predictions: dict[int, Prediction],
-    metas: dict[int, dict[str, Any]],
-    forced: set[int],
-) -> dict[int, Outcome]:
+def _write_in_one(
+    url: str, plan: _Plan, new: list[NewClassification], weights: dict[str, float], ambiguous_below: float
+) -> dict[Request, Outcome]:
+    """The classifications of ``new`` and their contents' consensus, in one transaction; an outcome for
+    each content written (classified, or skipped when other runs had written everything first)."""
+    content_ids = {item.content_id for item in new}
+    fresh = [item for item in new if item.key not in plan.replacing]
+    again = [item for item in new if item.key in plan.replacing]
     with session_scope(url) as session:
-        results = replace_classifications(session, version, predictions, metas, forced)
-    return {
-        content_id: _replaced(content_id, predictions[content_id], version, result)
-        for content_id, result in results.items()
-    }
-
-
-def _replaced(content_id: int, prediction: Prediction, version: str, result: str) -> Outcome:
-    if result == "current":
-        return Outcome.skipped(content_id, ALREADY_CURRENT)
-    return _stored(content_id, prediction, version, True)
-
-
-def _store(
-    url: str, version: str, predictions: dict[int, Prediction], metas: dict[int, dict[str, Any]]
-) -> dict[int, Outcome]:
-    try:
-        with session_scope(url) as session:
-            inserted = save_classifications(session, version, predictions, metas)
-    except Exception as error:
-        if is_infrastructure_failure(error):
-            raise infrastructure_error(error) from error
-        return _store_one_by_one(url, version, predictions, metas)
-    return {
-        content_id: _stored(content_id, prediction, version, content_id in inserted)
-        for content_id, prediction in predictions.items()
-    }
-
-
-def _store_one_by_one(
-    url: str, version: str, predictions: dict[int, Prediction], metas: dict[int, dict[str, Any]]
-) -> dict[int, Outcome]:
-    """Each classification in its own transaction: a failure is that content's ``failed`` outcome."""
-    outcomes = {}
-    for content_id, prediction in predictions.items():
-        try:
-            with session_scope(url) as session:
-                inserted = save_classification(
-                    session,
-                    content_id,
-                    prediction.sentiment,
-                    prediction.confidence,
-                    version,
-                    prediction.raw_scores,
-                    metas.get(content_id),
-                )
-        except Exception as error:
-            if is_infrastructure_failure(error):
-                raise infrastructure_error(error) from error
-            outcomes[content_id] = Outcome(content_id, FAILED, error=first_line(error))
-        else:
-            outcomes[content_id] = _stored(content_id, prediction, version, inserted)
+        lock_contents(session, content_ids)
+        changed = save_classifications(session, fresh)
+        replaced = replace_classifications(session, again, plan.forced)
+        changed |= {key for key, result in replaced.items() if result != "current"}
+        touched = {content_id for content_id, _ in changed}
+        verdicts = refresh_consensus(session, touched, weights, ambiguous_below)
+    by_content: dict[int, list[NewClassification]] = {}
+    for item in new:
+        by_content.setdefault(item.content_id, []).append(item)
+    outcomes: dict[Request, Outcome] = {}
+    for content_id, items in by_content.items():
+        request = plan.requests[content_id]
+        written = [item for item in items if item.key in changed]
+        if not written:
+            redone = any(item.key in plan.replacing for item in items)
+            outcomes[request] = Outcome.skipped(content_id, ALREADY_CURRENT if redone else ALREADY_CLASSIFIED)
+            continue
+        outcomes[request] = _classified(content_id, written, verdicts.get(content_id))
     return outcomes
 
 
-def _stored(content_id: int, prediction: Prediction, version: str, inserted: bool) -> Outcome:
-    """Classified, or skipped when another run had stored this content's classification first."""
-    if not inserted:
-        return Outcome.skipped(content_id, ALREADY_CLASSIFIED)
+def _classified(content_id: int, written: list[NewClassification], verdict: Verdict | None) -> Outcome:
+    """The job's result: each model's new reading and, with several models, the consensus."""
+    models = {
+        item.model: {
+            "sentiment": item.sentiment,
+            "confidence": item.confidence,
+            "model_version": item.model_version,
+        }
+        for item in written
+    }
+    if verdict is None or len(verdict.models) == 1:
+        only = written[0]
+        return Outcome(
+            content_id,
+            CLASSIFIED,
+            sentiment=only.sentiment,
+            confidence=only.confidence,
+            model_version=only.model_version if len(written) == 1 else None,
+            models=models if len(written) > 1 else None,
+        )
     return Outcome(
         content_id,
         CLASSIFIED,
-        sentiment=prediction.sentiment,
-        confidence=prediction.confidence,
-        model_version=version,
+        sentiment=verdict.sentiment,
+        confidence=verdict.confidence,
+        models=models,
+        consensus={
+            "agreement": verdict.agreement,
+            "ambiguous": verdict.ambiguous,
+            "dissent": verdict.dissent,
+        },
     )

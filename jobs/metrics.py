@@ -27,11 +27,13 @@ from prometheus_client.utils import floatToGoString
 from redis import Redis
 from sqlalchemy.exc import SQLAlchemyError
 
+from config import DEFAULT_MODEL_NAME
 from db.identity import database_id
 from db.metric_queries import (
     CumulativeBuckets,
     ForwardPassShape,
     classifications_by_sentiment,
+    consensus_by_sentiment,
     content_states,
     recent_audit,
 )
@@ -95,8 +97,17 @@ class DatabaseCollector(Collector):
     figures are left out: the queue's figures still come through.
     """
 
-    def __init__(self, database_url: str, connection: Redis, queue_name: str, window: timedelta) -> None:
-        """``window``: the histograms read the classifications stored in this last stretch of time."""
+    def __init__(
+        self,
+        database_url: str,
+        connection: Redis,
+        queue_name: str,
+        window: timedelta,
+        models: Sequence[str] = (DEFAULT_MODEL_NAME,),
+    ) -> None:
+        """``window``: the histograms read the classifications stored in this last stretch of time;
+        ``models``: the configured model names (VOLFEFE_MODELS)."""
+        self.models = tuple(models)
         self.database_url = database_url
         self.connection = connection
         self.queue_name = queue_name
@@ -123,19 +134,29 @@ class DatabaseCollector(Collector):
                 session.connection(
                     execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
                 )
-            states = content_states(session)
+            states = content_states(session, self.models)
             sentiments = classifications_by_sentiment(session)
+            consensus = consensus_by_sentiment(session)
             recent = recent_audit(session, since, MODEL_SECONDS_BOUNDS, QUEUE_SECONDS_BOUNDS)
         identity = database_id(self.database_url)
 
         classified = GaugeMetricFamily(
             "volfefe_classifications",
-            "Contents classified: their current classification by sentiment and model version",
-            labels=["sentiment", "model_version"],
+            "Current classifications (one per content and model) by model, sentiment and model version",
+            labels=["model", "sentiment", "model_version"],
         )
-        for (sentiment, version), count in sorted(sentiments.items()):
-            classified.add_metric([sentiment, version], count)
+        for (model, sentiment, version), count in sorted(sentiments.items()):
+            classified.add_metric([model, sentiment, version], count)
         yield classified
+
+        agreed = GaugeMetricFamily(
+            "volfefe_consensus",
+            "Contents by the consensus of their models: sentiment, and whether it is ambiguous",
+            labels=["sentiment", "ambiguous"],
+        )
+        for (sentiment, ambiguous), count in sorted(consensus.items()):
+            agreed.add_metric([sentiment, "true" if ambiguous else "false"], count)
+        yield agreed
 
         skipped = GaugeMetricFamily(
             "volfefe_skipped_contents", "Contents skipped for good (contents.skip_reason)", labels=["reason"]
@@ -144,32 +165,41 @@ class DatabaseCollector(Collector):
             skipped.add_metric([reason], count)
         yield skipped
 
-        yield GaugeMetricFamily(
+        unclassified = GaugeMetricFamily(
             "volfefe_unclassified_contents",
-            "Contents neither classified nor skipped: what the sweep enqueues",
-            value=states.unclassified,
+            "Contents not skipped that lack this model's classification: what the sweep enqueues",
+            labels=["model"],
         )
+        for model in self.models:
+            unclassified.add_metric([model], states.unclassified[model])
+        yield unclassified
         yield GaugeMetricFamily(
             "volfefe_failed_contents",
             "Contents of this database whose classification job is in RQ's failed registry "
             f"(kept {FAILURE_TTL / 3600:g} h)",
             value=self._failed_contents(identity),
         )
-        yield _gauge_histogram(
-            "volfefe_model_seconds_per_item",
-            f"Model seconds per item, {_window_text(self.window)}",
-            recent.model_seconds,
+        families = (
+            ("volfefe_model_seconds_per_item", f"Model seconds per item, {_window_text(self.window)}"),
+            (
+                "volfefe_enqueue_to_stored_seconds",
+                f"Seconds from a job's latest enqueue to its classification, {_window_text(self.window)}",
+            ),
+            (
+                "volfefe_forward_pass_items",
+                f"Rows (texts) per forward pass, in the batches of the {_window_text(self.window)}",
+            ),
         )
-        yield _gauge_histogram(
-            "volfefe_enqueue_to_stored_seconds",
-            f"Seconds from a job's latest enqueue to its classification, {_window_text(self.window)}",
-            recent.queue_seconds,
-        )
-        yield _gauge_histogram(
-            "volfefe_forward_pass_items",
-            f"Rows (texts) per forward pass, in the batches of the {_window_text(self.window)}",
-            forward_pass_buckets(recent.shapes, FORWARD_PASS_BOUNDS),
-        )
+        histograms = [GaugeHistogramMetricFamily(name, text, labels=["model"]) for name, text in families]
+        for model, audit in recent.items():
+            buckets = (
+                audit.model_seconds,
+                audit.queue_seconds,
+                forward_pass_buckets(audit.shapes, FORWARD_PASS_BOUNDS),
+            )
+            for family, figures in zip(histograms, buckets, strict=True):
+                _add_histogram(family, model, figures)
+        yield from histograms
 
     def _failed_contents(self, identity: str) -> int:
         registry = classification_queue(self.connection, self.queue_name).failed_job_registry
@@ -201,10 +231,8 @@ def forward_pass_buckets(shapes: Sequence[ForwardPassShape], bounds: Sequence[fl
     )
 
 
-def _gauge_histogram(name: str, documentation: str, buckets: CumulativeBuckets) -> GaugeHistogramMetricFamily:
+def _add_histogram(family: GaugeHistogramMetricFamily, model: str, buckets: CumulativeBuckets) -> None:
     pairs = [
         (floatToGoString(bound), count) for bound, count in zip(buckets.bounds, buckets.counts, strict=True)
     ]
-    return GaugeHistogramMetricFamily(
-        name, documentation, buckets=[*pairs, ("+Inf", buckets.count)], gsum_value=buckets.total
-    )
+    family.add_metric([model], [*pairs, ("+Inf", buckets.count)], gsum_value=buckets.total)

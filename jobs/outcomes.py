@@ -19,6 +19,8 @@ ALREADY_CLASSIFIED = "already_classified"
 ALREADY_CURRENT = "already_current"
 #: refusal reason: the job names a database other than the worker's.
 WRONG_DATABASE = "wrong_database"
+#: refusal reason: a reclassification names a model the worker does not have (VOLFEFE_MODELS differ).
+UNKNOWN_MODEL = "unknown_model"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,11 @@ class Outcome:
     confidence: float | None = None
     model_version: str | None = None
     error: str | None = None
+    #: several models: each one's new reading, {name: {sentiment, confidence, model_version}}.
+    models: dict[str, dict[str, Any]] | None = None
+    #: several models: the consensus's agreement, ambiguous flag and dissenting models
+    #: (``sentiment`` and ``confidence`` are then the consensus's).
+    consensus: dict[str, Any] | None = None
 
     @classmethod
     def skipped(cls, content_id: int, reason: str) -> Outcome:

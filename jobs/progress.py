@@ -2,7 +2,7 @@
 
 The wait says when no worker listens on the queue (and keeps waiting, or stops at a timeout). The
 summary counts only what it verified in this database: a content is classified when it has a
-classification row, skipped when it has a skip reason or does not exist, failed when its job is in
+classification by every configured model, skipped when it has a skip reason or does not exist, failed when its job is in
 RQ's failed state (with the failure's cause in one line), and still waiting otherwise.
 """
 
@@ -21,6 +21,7 @@ from rq import Queue, Worker
 from rq.job import Job, JobStatus
 from tqdm import tqdm
 
+from config import DEFAULT_MODEL_NAME
 from db.queries import content_outcomes
 from db.session import session_scope
 from jobs.outcomes import CONTENT_NOT_FOUND
@@ -216,9 +217,15 @@ class RunSummary:
 
 
 def summarize(
-    connection: Redis, database_url: str, report: EnqueueReport, wait: WaitResult | None = None
+    connection: Redis,
+    database_url: str,
+    report: EnqueueReport,
+    wait: WaitResult | None = None,
+    models: Sequence[str] = (DEFAULT_MODEL_NAME,),
 ) -> RunSummary:
-    """What the database at ``database_url`` records for the contents of ``report``, after ``wait``.
+    """What the database at ``database_url`` records for the contents of ``report``, after ``wait``: a
+    content is classified once every one of ``models`` (the configured ones) has classified it, and
+    counts under its consensus sentiment.
 
     Redis is read only for contents with no outcome in the database: failed, or still waiting.
     The rate counts the contents enqueued (or already waiting) by ``report`` that have ended.
@@ -230,7 +237,7 @@ def summarize(
         timed_out_after=wait.timed_out_after if wait else None,
     )
     with session_scope(database_url) as session:
-        recorded = content_outcomes(session, jobs)
+        recorded = content_outcomes(session, jobs, models)
     undecided: list[int] = []
     for content_id in jobs:
         outcome = recorded.get(content_id)
@@ -239,7 +246,9 @@ def summarize(
         elif outcome.sentiment is not None:
             summary.classified += 1
             summary.sentiments[outcome.sentiment] += 1
-            summary.random_weights += has_random_weights(outcome.model_version or "")
+            summary.random_weights += any(
+                has_random_weights(version) for version in outcome.versions.values()
+            )
         elif outcome.skip_reason is not None:
             summary.skipped[outcome.skip_reason] += 1
         else:

@@ -65,13 +65,17 @@ def job_id_for(content_id: int, database_id: str) -> str:
     return f"{JOB_ID_PREFIX}{content_id}-{database_id}"
 
 
-def reclassify_job_id_for(content_id: int, database_id: str) -> str:
-    return f"{RECLASSIFY_JOB_ID_PREFIX}{content_id}-{database_id}"
+def reclassify_job_id_for(content_id: int, database_id: str, model: str | None = None) -> str:
+    """``reclassify-content-<id>-<database id>`` (every configured model), or ``...-<model>`` (that one)."""
+    suffix = f"-{model}" if model else ""
+    return f"{RECLASSIFY_JOB_ID_PREFIX}{content_id}-{database_id}{suffix}"
 
 
-def _job_id(content_id: int, identity: str, force: bool | None) -> str:
-    """The classification job's id (``force`` None) or the reclassification's."""
-    return job_id_for(content_id, identity) if force is None else reclassify_job_id_for(content_id, identity)
+def _job_id(content_id: int, identity: str, force: bool | None, model: str | None = None) -> str:
+    """The classification job's id (``force`` None) or the reclassification's (of ``model``, or of all)."""
+    if force is None:
+        return job_id_for(content_id, identity)
+    return reclassify_job_id_for(content_id, identity, model)
 
 
 def parse_job_id(job_id: str) -> tuple[int, str] | None:
@@ -114,6 +118,8 @@ class EnqueueReport:
     #: None for classification jobs; for reclassification jobs, whether they replace even a
     #: classification made by the worker's own model version.
     force: bool | None = None
+    #: reclassification jobs: the one model they redo (None: every configured model).
+    model: str | None = None
 
     def describe(self) -> str:
         retried = f" (of which {len(self.retried_after_failure)} retried after a failure)"
@@ -127,7 +133,9 @@ class EnqueueReport:
     @property
     def job_ids(self) -> list[str]:
         """Every job that stands for the requested ids, new or existing."""
-        return [_job_id(content_id, self.database_id, self.force) for content_id in self.content_ids]
+        return [
+            _job_id(content_id, self.database_id, self.force, self.model) for content_id in self.content_ids
+        ]
 
 
 def enqueue_ids(
@@ -158,13 +166,16 @@ def enqueue_reclassifications(
     content_ids: Iterable[int],
     force: bool = False,
     queue_name: str | None = None,
+    model: str | None = None,
 ) -> EnqueueReport:
-    """Enqueue one reclassification job per content id (``reclassify-content-<id>-<database id>``).
+    """Enqueue one reclassification job per content id (``reclassify-content-<id>-<database id>``, or
+    ``...-<model>`` to redo that model only).
 
     The same queue, workers, uniqueness, retries and cool-downs as classification jobs; the worker
-    replaces each content's classification in one transaction, keeping the old one in history.
+    replaces each content's classifications in one transaction, keeping the old ones in history.
     """
-    return _enqueue_all(connection, database_url, [list(dict.fromkeys(content_ids))], queue_name, force)
+    pages = [list(dict.fromkeys(content_ids))]
+    return _enqueue_all(connection, database_url, pages, queue_name, force, model)
 
 
 def _enqueue_all(
@@ -173,11 +184,12 @@ def _enqueue_all(
     pages: Iterable[list[int]],
     queue_name: str | None,
     force: bool | None,
+    model: str | None = None,
 ) -> EnqueueReport:
     identity = identity_of(database_url)
     queue = classification_queue(connection, queue_name)
     bind_queue(connection, queue.name, identity, describe(database_url))
-    report = EnqueueReport(database_id=identity, force=force)
+    report = EnqueueReport(database_id=identity, force=force, model=model)
     for page in pages:
         report.content_ids.extend(page)
         for start in range(0, len(page), ENQUEUE_CHUNK):
@@ -185,13 +197,19 @@ def _enqueue_all(
     return report
 
 
-def _template_job(queue: Queue, identity: str, force: bool | None) -> Job:
+def _arguments(content_id: int, identity: str, force: bool | None, model: str | None) -> tuple:
+    if force is None:
+        return (content_id, identity)
+    return (content_id, identity, force, model) if model else (content_id, identity, force)
+
+
+def _template_job(queue: Queue, identity: str, force: bool | None, model: str | None) -> Job:
     """The options every job of one enqueue shares (RQ's ``create_job``); each job's own id, args and
     description come from ``_call``."""
     reclassify = force is not None
     return queue.create_job(
         RECLASSIFY_FUNCTION if reclassify else JOB_FUNCTION,
-        args=(0, identity, force) if reclassify else (0, identity),
+        args=_arguments(0, identity, force, model),
         retry=Retry(max=MAX_ATTEMPTS - 1, interval=RETRY_INTERVALS),
         timeout=JOB_TIMEOUT,
         result_ttl=RESULT_TTL,
@@ -199,20 +217,23 @@ def _template_job(queue: Queue, identity: str, force: bool | None) -> Job:
     )
 
 
-def _call(content_id: int, identity: str, force: bool | None) -> JobCall:
-    if force is not None:
-        args: tuple = (content_id, identity, force)
-        description = f"reclassify content {content_id}"
-    else:
-        args = (content_id, identity)
+def _call(content_id: int, identity: str, force: bool | None, model: str | None) -> JobCall:
+    if force is None:
         description = f"classify content {content_id}"
-    return JobCall(_job_id(content_id, identity, force), args, description)
+    else:
+        description = f"reclassify content {content_id}" + (f" with {model}" if model else "")
+    return JobCall(
+        _job_id(content_id, identity, force, model),
+        _arguments(content_id, identity, force, model),
+        description,
+    )
 
 
-def _statuses(queue: Queue, content_ids: list[int], identity: str, force: bool | None) -> list[str | None]:
+def _statuses(queue: Queue, content_ids: list[int], identity: str, report: EnqueueReport) -> list[str | None]:
     """The status of each content's job (None: no job), in one round trip."""
     return job_statuses(
-        queue.connection, [_job_id(content_id, identity, force) for content_id in content_ids]
+        queue.connection,
+        [_job_id(content_id, identity, report.force, report.model) for content_id in content_ids],
     )
 
 
@@ -225,14 +246,14 @@ def _enqueue_chunk(queue: Queue, content_ids: list[int], identity: str, report: 
     """
     pending = content_ids
     while pending:
-        statuses = _statuses(queue, pending, identity, report.force)
+        statuses = _statuses(queue, pending, identity, report)
         missing = [content_id for content_id, status in zip(pending, statuses, strict=True) if status is None]
         retry: list[int] = []
         if missing:
             enqueued = enqueue_unique(
                 queue,
-                _template_job(queue, identity, report.force),
-                [_call(content_id, identity, report.force) for content_id in missing],
+                _template_job(queue, identity, report.force, report.model),
+                [_call(content_id, identity, report.force, report.model) for content_id in missing],
             )
             report.enqueued.extend(content_id for content_id, ok in zip(missing, enqueued, strict=True) if ok)
             retry = [content_id for content_id, ok in zip(missing, enqueued, strict=True) if not ok]
@@ -240,7 +261,7 @@ def _enqueue_chunk(queue: Queue, content_ids: list[int], identity: str, report: 
             if status is None:
                 continue
             if status == JobStatus.FAILED.value:
-                replaced = _replace_failed(queue, _job_id(content_id, identity, report.force))
+                replaced = _replace_failed(queue, _job_id(content_id, identity, report.force, report.model))
                 if replaced is None:
                     report.cooling_down.append(content_id)
                     continue

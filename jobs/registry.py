@@ -13,6 +13,7 @@ from typing import Any
 
 from rq.job import Job
 
+from config import MODEL_NAME
 from jobs.rq_seam import callback_names, job_payload
 
 CLASSIFY_FUNCTION = "jobs.classify.classify_content"
@@ -42,11 +43,14 @@ def check_classify_arguments(args: list, kwargs: dict) -> str | None:
 
 
 def check_reclassify_arguments(args: list, kwargs: dict) -> str | None:
-    """``[content_id, database_id, force]``: as for classify_content, and a true/false force."""
-    if kwargs or len(args) != 3:
-        return "reclassify_content takes exactly [content_id, database_id, force]"
+    """``[content_id, database_id, force]`` or ``[content_id, database_id, force, model]``: as for
+    classify_content, a true/false force, and a model name (default: every configured model)."""
+    if kwargs or len(args) not in (3, 4):
+        return "reclassify_content takes exactly [content_id, database_id, force] or [..., force, model]"
     if type(args[2]) is not bool:
         return f"force {str(args[2])[:20]!r} is not true or false"
+    if len(args) == 4 and not (isinstance(args[3], str) and MODEL_NAME.fullmatch(args[3])):
+        return f"model {str(args[3])[:40]!r} is not a model name"
     problem = check_classify_arguments(args[:2], {})
     return problem.replace("classify_content takes", "reclassify_content takes") if problem else None
 

@@ -56,19 +56,19 @@ def _hub_reachable(endpoint: str) -> bool:
         return False
 
 
-def _load_pretrained(source: str, weights: bool = True):
+def _load_pretrained(source: str, weights: bool = True, setting: str = "FINBERT_MODEL"):
     """Tokenizer and model (or only its config, without ``weights``) from a local folder, the local
-    cache, or the hub, in that order."""
+    cache, or the hub, in that order. ``setting`` names where the user configured it (messages)."""
     from transformers import logging as transformers_logging
 
     fix = (
-        "set FINBERT_MODEL to a local model folder (config.json, weights and tokenizer files); for a trial "
+        f"set {setting} to a local model folder (config.json, weights and tokenizer files); for a trial "
         "with random weights (meaningless labels): .venv/bin/python -m tools.random_model --tiny models/tiny "
         "then FINBERT_MODEL=models/tiny ./scripts/demo"
     )
     looks_like_path = source.startswith((".", "/", "~")) or source.count("/") > 1  # hub ids: "org/name"
     if looks_like_path and not Path(source).expanduser().is_dir():
-        raise ModelLoadError(f"cannot load FINBERT_MODEL={source!r}: no such folder; {fix}")
+        raise ModelLoadError(f"cannot load {setting}={source!r}: no such folder; {fix}")
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
     local = Path(source).expanduser().is_dir()
@@ -80,7 +80,7 @@ def _load_pretrained(source: str, weights: bool = True):
 
             if constants.HF_HUB_OFFLINE or not _hub_reachable(constants.ENDPOINT):
                 raise ModelLoadError(
-                    f"cannot load FINBERT_MODEL={source!r}: the model hub ({constants.ENDPOINT}) cannot be "
+                    f"cannot load {setting}={source!r}: the model hub ({constants.ENDPOINT}) cannot be "
                     f"reached and the model is not in the local cache; {fix}"
                 )
         try:
@@ -91,7 +91,7 @@ def _load_pretrained(source: str, weights: bool = True):
             return tokenizer, model
         except Exception as failure:  # transformers raises OSError, ValueError, HTTP errors...
             error = failure
-    raise ModelLoadError(f"cannot load FINBERT_MODEL={source!r}: {first_line(error)}; {fix}") from None
+    raise ModelLoadError(f"cannot load {setting}={source!r}: {first_line(error)}; {fix}") from None
 
 
 def _model_version(
@@ -164,18 +164,20 @@ class FinbertClassifier:
         engine: str = DEFAULT_ENGINE,
         engine_cache: Path | None = None,
         threads: int | None = None,
+        setting: str = "FINBERT_MODEL",
     ) -> FinbertClassifier:
         """Load ``source`` (hub id or local folder) at ``precision`` in ``engine``; raise ModelLoadError
         on any failure. ``openvino`` reads the conversion ``volfefe model build`` left in ``engine_cache``
         (and runs ``threads`` inference threads); it never holds the torch model."""
         _check_choices(precision, engine)
         started = time.perf_counter()
-        tokenizer, loaded = _load_pretrained(source, weights=engine == "torch")
+        tokenizer, loaded = _load_pretrained(source, weights=engine == "torch", setting=setting)
         config = loaded.config if engine == "torch" else loaded
+        labels_setting = "FINBERT_LABELS" if setting == "FINBERT_MODEL" else f"{setting} (option labels=)"
         try:
-            names = sentiment_labels(config.id2label, source, labels)
+            names = sentiment_labels(config.id2label, source, labels, labels_setting)
         except LabelError as error:
-            raise ModelLoadError(f"cannot use FINBERT_MODEL={source!r}: {error}") from None
+            raise ModelLoadError(f"cannot use {setting}={source!r}: {error}") from None
         limit = min(max_length, getattr(config, "max_position_embeddings", max_length))
         revision = getattr(config, "_commit_hash", None)
         random_weights = getattr(config, RANDOM_WEIGHTS_KEY, False) is True

@@ -1,5 +1,7 @@
 """The sentiment picture's figures: posts per period by sentiment, the mean signed score, the
-confidence and margin distributions, and the most negative and most positive recent posts.
+confidence and margin distributions, the most negative and most positive recent posts, and with
+several models their sentiments side by side, their agreement (Cohen's kappa) and the ambiguous posts.
+A post counts once, with its consensus (with one model: that model's reading).
 
 Built from the database's aggregates (``reports.sentiment_queries``) for one ``Selection``. Periods are
 days, ISO weeks (from Monday) or calendar months, chosen by the span of the selected posts' days; every
@@ -8,13 +10,16 @@ period between the first and the last is present, empty ones with no posts and n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from consensus.agreement import PairAgreement, pair_agreement
 from db.models import SENTIMENTS
 from model.model_marks import random_weight_count, random_weights_warning
+from model.visible_text import visible_text
 from reports import sentiment_queries as queries
 from reports.selection import Selection
 from reports.sentiment_queries import ScoredPost
@@ -29,6 +34,8 @@ DISTRIBUTION_BINS = 20
 RECENT_DAYS = 30
 #: posts in each list of extremes (most negative, most positive).
 EXTREME_POSTS = 5
+#: ambiguous posts listed (least confident first).
+AMBIGUOUS_POSTS = 20
 #: the periods a picture can be drawn in, shortest first.
 GRANULARITIES = ("day", "week", "month")
 
@@ -153,6 +160,21 @@ def distribution_from(name: str, counts: dict[tuple[int, str], int], bins: int) 
 
 
 @dataclass(frozen=True)
+class AmbiguousPost:
+    """A post whose models' consensus is ambiguous, with each model's label and confidence."""
+
+    content_id: int
+    day: date
+    source: str
+    sentiment: str
+    confidence: float
+    agreement: float
+    #: model name -> (sentiment, confidence).
+    readings: dict[str, tuple[str, float]]
+    text: str
+
+
+@dataclass(frozen=True)
 class SentimentPicture:
     """Everything the page shows, for one selection."""
 
@@ -177,6 +199,17 @@ class SentimentPicture:
     #: filter choices: the sources and the most frequent authors of classified posts.
     sources: list[str] = field(default_factory=list)
     authors: list[str] = field(default_factory=list)
+    #: several models: each model's classifications per sentiment in the selection (configured ones first).
+    model_sentiments: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: several models: the agreement of each pair on the selected posts both classified.
+    agreement: list[PairAgreement] = field(default_factory=list)
+    #: several models: the selection's ambiguous posts (least confident first), and how many there are.
+    ambiguous: list[AmbiguousPost] = field(default_factory=list)
+    ambiguous_total: int = 0
+
+    @property
+    def several_models(self) -> bool:
+        return len(self.model_sentiments) > 1
 
     @property
     def totals(self) -> dict[str, int]:
@@ -202,8 +235,51 @@ class SentimentPicture:
         return random_weights_warning(self.random_weight_classifications)
 
 
-def build_picture(session: Session, selection: Selection, now: datetime | None = None) -> SentimentPicture:
-    """The picture of ``selection`` as the database holds it now (reads only)."""
+def _utc(moment: datetime) -> datetime:
+    """``moment`` in UTC (SQLite gives back UTC wall-clock time without a zone)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _models_side_by_side(
+    session: Session, selection: Selection, models: Sequence[str]
+) -> tuple[dict[str, dict[str, int]], list[PairAgreement], list[AmbiguousPost], int]:
+    """Per-model sentiments, pairwise agreement and ambiguous posts of ``selection`` (configured models
+    first, then any other model with classifications in it)."""
+    found = queries.model_sentiments_in(session, selection)
+    names = [*[name for name in models if name in found], *sorted(set(found) - set(models))]
+    sentiments = {name: {s: found[name].get(s, 0) for s in SENTIMENTS} for name in names}
+    if len(names) < 2:
+        return sentiments, [], [], 0
+    pairs = [
+        pair_agreement(first, second, queries.joint_labels_in(session, selection, first, second))
+        for index, first in enumerate(names)
+        for second in names[index + 1 :]
+    ]
+    posts = [
+        AmbiguousPost(
+            content_id=content.id,
+            day=_utc(content.published_at or content.created_at).date(),
+            source=content.source,
+            sentiment=consensus.sentiment,
+            confidence=consensus.confidence,
+            agreement=consensus.agreement,
+            readings={
+                name: (str(reading.get("sentiment")), float(reading.get("confidence") or 0.0))
+                for name, reading in consensus.models.items()
+            },
+            text=visible_text(content.text),
+        )
+        for consensus, content in queries.ambiguous_in(session, selection, AMBIGUOUS_POSTS)
+    ]
+    return sentiments, pairs, posts, queries.ambiguous_count_in(session, selection)
+
+
+def build_picture(
+    session: Session, selection: Selection, now: datetime | None = None, models: Sequence[str] = ()
+) -> SentimentPicture:
+    """The picture of ``selection`` as the database holds it now (reads only); ``models``: the configured
+    model names, in order (VOLFEFE_MODELS)."""
+    model_sentiments, agreement, ambiguous, ambiguous_total = _models_side_by_side(session, selection, models)
     rows = queries.day_sentiments(session, selection)
     granularity = granularity_for(rows[0].day, rows[-1].day) if rows else "day"
     recent_since = rows[-1].day - timedelta(days=RECENT_DAYS - 1) if rows else None
@@ -232,4 +308,8 @@ def build_picture(session: Session, selection: Selection, now: datetime | None =
         database_classifications=queries.classification_total(session),
         sources=queries.sources(session),
         authors=queries.frequent_authors(session),
+        model_sentiments=model_sentiments,
+        agreement=agreement,
+        ambiguous=ambiguous,
+        ambiguous_total=ambiguous_total,
     )

@@ -2,8 +2,9 @@
 
 A post's time is its ``published_at``, else its ``created_at`` (when it was imported); its day is
 that time's UTC date, as ``YYYY-MM-DD`` text, computed by the database (``utc_day``), so that grouping
-and the ``since``/``until`` filters agree on it. The signed score of a classification is
-``raw_scores.positive - raw_scores.negative`` from its ``meta`` (None where either is missing).
+and the ``since``/``until`` filters agree on it. A post counts once, with its consensus (``consensus``:
+with one model, that model's reading): its sentiment, confidence and margin, and its signed score
+``scores.positive - scores.negative`` (None where either is missing).
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, Select, String, func, select
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.functions import FunctionElement
 
-from db.models import Classification, Content
-from db.queries import margin_of
+from db.models import Classification, Consensus, Content
 from model.visible_text import visible_text
 from reports.selection import Selection
 
@@ -71,14 +71,15 @@ def post_day() -> ColumnElement[str]:
 
 
 def signed_score() -> ColumnElement[float]:
-    """SQL for a classification's positive minus negative probability (NULL when its raw scores lack one)."""
-    scores = Classification.meta["raw_scores"]
+    """SQL for a consensus's positive minus negative probability (NULL when its scores lack one)."""
+    scores = Consensus.scores
     return scores["positive"].as_float() - scores["negative"].as_float()
 
 
-def _selected(statement: Select[Any], selection: Selection) -> Select[Any]:
-    """``statement`` over classifications joined to their contents, narrowed to ``selection``."""
-    statement = statement.select_from(Classification).join(Content, Content.id == Classification.content_id)
+def _selected(statement: Select[Any], selection: Selection, base: Any = Consensus) -> Select[Any]:
+    """``statement`` over ``base`` (the consensus, or the classifications) joined to their contents,
+    narrowed to ``selection``."""
+    statement = statement.select_from(base).join(Content, Content.id == base.content_id)
     if selection.source is not None:
         statement = statement.where(Content.source == selection.source)
     if selection.author is not None:
@@ -108,10 +109,10 @@ def day_sentiments(session: Session, selection: Selection) -> list[DaySentiment]
     day, score = post_day(), signed_score()
     rows = session.execute(
         _selected(
-            select(day, Classification.sentiment, func.count(), func.count(score), func.sum(score)), selection
+            select(day, Consensus.sentiment, func.count(), func.count(score), func.sum(score)), selection
         )
-        .group_by(day, Classification.sentiment)
-        .order_by(day, Classification.sentiment)
+        .group_by(day, Consensus.sentiment)
+        .order_by(day, Consensus.sentiment)
     )
     return [
         DaySentiment(date.fromisoformat(d), sentiment, posts, scored, float(total or 0.0))
@@ -126,9 +127,9 @@ def score_bins(
     falls in the last bin; rows whose score is NULL are left out."""
     index = whole_part(score * bins)
     rows = session.execute(
-        _selected(select(index, Classification.sentiment, func.count()), selection)
+        _selected(select(index, Consensus.sentiment, func.count()), selection)
         .where(score.is_not(None))
-        .group_by(index, Classification.sentiment)
+        .group_by(index, Consensus.sentiment)
     )
     counts: dict[tuple[int, str], int] = {}
     for raw_bin, sentiment, posts in rows:
@@ -138,12 +139,12 @@ def score_bins(
 
 
 def confidence_bins(session: Session, selection: Selection, bins: int) -> dict[tuple[int, str], int]:
-    return score_bins(session, selection, Classification.confidence, bins)
+    return score_bins(session, selection, Consensus.confidence, bins)
 
 
 def margin_bins(session: Session, selection: Selection, bins: int) -> dict[tuple[int, str], int]:
-    """Bins of the audit's margin between the two best scores (classifications without an audit left out)."""
-    return score_bins(session, selection, margin_of(), bins)
+    """Bins of the consensus's margin between its two best scores."""
+    return score_bins(session, selection, Consensus.margin, bins)
 
 
 @dataclass(frozen=True)
@@ -173,8 +174,8 @@ def extreme_posts(
             Content.source,
             Content.author,
             day,
-            Classification.sentiment,
-            Classification.confidence,
+            Consensus.sentiment,
+            Consensus.confidence,
             score,
             Content.text,
         ),
@@ -213,16 +214,60 @@ def undated_posts(session: Session, selection: Selection) -> int:
 def model_versions_in(session: Session, selection: Selection) -> dict[str, int]:
     """Classifications per ``model_version`` in ``selection``."""
     rows = session.execute(
-        _selected(select(Classification.model_version, func.count()), selection).group_by(
+        _selected(select(Classification.model_version, func.count()), selection, Classification).group_by(
             Classification.model_version
         )
     )
     return {version: count for version, count in rows}
 
 
+def model_sentiments_in(session: Session, selection: Selection) -> dict[str, dict[str, int]]:
+    """Per model name: its classifications in ``selection`` per sentiment."""
+    rows = session.execute(
+        _selected(
+            select(Classification.model, Classification.sentiment, func.count()), selection, Classification
+        ).group_by(Classification.model, Classification.sentiment)
+    )
+    found: dict[str, dict[str, int]] = {}
+    for model, sentiment, count in rows:
+        found.setdefault(model, {})[sentiment] = count
+    return found
+
+
+def joint_labels_in(
+    session: Session, selection: Selection, first: str, second: str
+) -> dict[tuple[str, str], int]:
+    """Posts in ``selection`` per (``first``'s label, ``second``'s label), over those both models classified."""
+    other = aliased(Classification)
+    rows = session.execute(
+        _selected(select(Classification.sentiment, other.sentiment, func.count()), selection, Classification)
+        .join(other, other.content_id == Classification.content_id)
+        .where(Classification.model == first, other.model == second)
+        .group_by(Classification.sentiment, other.sentiment)
+    )
+    return {(a, b): count for a, b, count in rows}
+
+
+def ambiguous_in(session: Session, selection: Selection, limit: int) -> list[tuple[Consensus, Content]]:
+    """The ambiguous posts of ``selection``, least confident first."""
+    statement = (
+        _selected(select(Consensus, Content), selection)
+        .where(Consensus.ambiguous.is_(True))
+        .order_by(Consensus.confidence, Consensus.content_id)
+        .limit(limit)
+    )
+    return [(consensus, content) for consensus, content in session.execute(statement)]
+
+
+def ambiguous_count_in(session: Session, selection: Selection) -> int:
+    return (
+        session.scalar(_selected(select(func.count()), selection).where(Consensus.ambiguous.is_(True))) or 0
+    )
+
+
 def classification_total(session: Session) -> int:
-    """Classifications in the whole database (to tell "nothing yet" from "nothing matches")."""
-    return session.scalar(select(func.count()).select_from(Classification)) or 0
+    """Classified posts (with a consensus) in the whole database (to tell "nothing yet" from "nothing matches")."""
+    return session.scalar(select(func.count()).select_from(Consensus)) or 0
 
 
 def sources(session: Session) -> list[str]:

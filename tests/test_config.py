@@ -166,3 +166,78 @@ def test_this_machines_flags_are_read() -> None:
     if Path("/proc/cpuinfo").exists() and platform.machine() == "x86_64":
         assert "fpu" in flags  # every x86-64 CPU has it
     assert config.default_precision(flags) == config.DEFAULT_PRECISION
+
+
+# -- VOLFEFE_MODELS ---------------------------------------------------------------------------------
+
+
+def test_the_default_is_finbert_model_alone() -> None:
+    default = load_settings({})
+    assert default.models == (config.ModelSpec("finbert", "yiyanghkust/finbert-tone", None, 1.0),)
+    mine = load_settings({"FINBERT_MODEL": "/models/tone", "FINBERT_LABELS": "neutral,positive,negative"})
+    assert mine.models == (
+        config.ModelSpec("finbert", "/models/tone", ("neutral", "positive", "negative"), 1.0),
+    )
+    assert mine.model_names == ("finbert",)
+
+
+def test_models_as_name_equals_source() -> None:
+    settings = load_settings({"VOLFEFE_MODELS": "tone=yiyanghkust/finbert-tone, prosus=/models/prosus"})
+    assert settings.models == (
+        config.ModelSpec("tone", "yiyanghkust/finbert-tone"),
+        config.ModelSpec("prosus", "/models/prosus"),
+    )
+
+
+def test_models_with_labels_and_weights_and_a_bare_finbert() -> None:
+    settings = load_settings(
+        {
+            "FINBERT_MODEL": "/models/tone",
+            "VOLFEFE_MODELS": "finbert;weight=2,\n roberta=cardiffnlp/twitter-roberta-base-sentiment;"
+            "labels=Negative/neutral/positive;weight=0.5",
+        }
+    )
+    assert settings.models == (
+        config.ModelSpec("finbert", "/models/tone", None, 2.0),
+        config.ModelSpec(
+            "roberta", "cardiffnlp/twitter-roberta-base-sentiment", ("negative", "neutral", "positive"), 0.5
+        ),
+    )
+    assert settings.model_spec("roberta").weight == 0.5
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("Tone=x", "is not a model name"),
+        ("a=x,a=y", "names a more than once"),
+        ("a=", "has no source"),
+        ("a=x;weight=0", "must be a number above 0"),
+        ("a=x;weight=heavy", "is not a number"),
+        ("a=x;labels=positive", "must name each label"),
+        ("a=x;colour=red", "unknown option 'colour'"),
+        ("a,b", "only one entry may stand for FINBERT_MODEL"),
+    ],
+)
+def test_bad_models_are_one_line_naming_the_setting(value: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"VOLFEFE_MODELS": value})
+    message = str(caught.value)
+    assert fragment in message and "VOLFEFE_MODELS" in message and "\n" not in message
+
+
+def test_an_unknown_model_name_says_which_are_configured() -> None:
+    settings = load_settings({"VOLFEFE_MODELS": "a=x,b=y"})
+    with pytest.raises(ConfigError, match=r"no model 'c' is configured \(VOLFEFE_MODELS: a, b\)"):
+        settings.model_spec("c")
+
+
+def test_consensus_and_backfill_settings() -> None:
+    assert load_settings({}).ambiguous_confidence == config.DEFAULT_AMBIGUOUS_CONFIDENCE
+    assert load_settings({}).backfill_per_sweep == config.DEFAULT_BACKFILL_PER_SWEEP
+    chosen = load_settings({"VOLFEFE_AMBIGUOUS_CONFIDENCE": "0.7", "VOLFEFE_BACKFILL_PER_SWEEP": "0"})
+    assert (chosen.ambiguous_confidence, chosen.backfill_per_sweep) == (0.7, 0)
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        load_settings({"VOLFEFE_AMBIGUOUS_CONFIDENCE": "1.5"})
+    with pytest.raises(ConfigError, match="must not be negative"):
+        load_settings({"VOLFEFE_BACKFILL_PER_SWEEP": "-1"})

@@ -90,7 +90,7 @@ def test_override_replaces_the_config_names() -> None:
     [
         (["neutral", "positive"], "names 2 labels but the model has 3"),
         (["neutral", "positive", "negative", "neutral"], "names 4 labels but the model has 3"),
-        (["neutral", "bullish", "negative"], "bullish"),
+        (["neutral", "happy", "negative"], "happy"),
         (["neutral", "neutral", "negative"], "once"),
     ],
 )
@@ -112,3 +112,42 @@ def test_bad_override_is_an_error(override: list[str], fragment: str) -> None:
 def test_config_names_that_are_not_sentiments_are_an_error(id2label) -> None:
     with pytest.raises(LabelError, match="must each be one of"):
         sentiment_labels(id2label, "yiyanghkust/finbert-tone")
+
+
+def test_two_label_models_map_without_neutral() -> None:
+    # SST-2 style: NEGATIVE / POSITIVE.
+    assert sentiment_labels(
+        {0: "NEGATIVE", 1: "POSITIVE"}, "distilbert-base-uncased-finetuned-sst-2-english"
+    ) == (
+        "negative",
+        "positive",
+    )
+
+
+def test_label_names_real_models_use_are_mapped() -> None:
+    assert sentiment_labels({0: "Bearish", 1: "Bullish", 2: "Neutral"}, "m") == (
+        "negative",
+        "positive",
+        "neutral",
+    )
+    assert sentiment_labels({0: "neg", 1: "neu", 2: "pos"}, "m") == ("negative", "neutral", "positive")
+
+
+def test_twitter_roberta_unnamed_labels_use_its_card_order() -> None:
+    assert sentiment_labels(UNNAMED, "cardiffnlp/twitter-roberta-base-sentiment") == (
+        "negative",
+        "neutral",
+        "positive",
+    )
+
+
+@pytest.mark.parametrize(
+    "id2label",
+    [{0: "joy", 1: "anger", 2: "neutral"}, {0: "positive"}, {0: "positive", 1: "bullish"}],
+)
+def test_labels_that_cannot_be_mapped_are_refused_naming_the_setting(id2label) -> None:
+    setting = "VOLFEFE_MODELS model 'emo' (option labels=)"
+    with pytest.raises(LabelError) as caught:
+        sentiment_labels(id2label, "someone/emotion", None, setting)
+    message = str(caught.value)
+    assert setting in message and "labels=negative/neutral/positive" in message and "\n" not in message

@@ -8,9 +8,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 
 from db import queries
-from db.models import SENTIMENTS, Classification, Content
+from db.models import SENTIMENTS, Classification, ClassificationHistory, Consensus, Content
 from db.session import engine_for, session_scope
-from db.store import record_skip, save_classification
+from db.store import NewClassification, record_skip, replace_classifications, save_classifications
+from tests.rows import store_classification
 
 SCORES = {"positive": 0.7, "negative": 0.2, "neutral": 0.1}
 
@@ -18,19 +19,35 @@ SCORES = {"positive": 0.7, "negative": 0.2, "neutral": 0.1}
 def add_contents(url: str, count: int, classified: bool = False, prefix: str = "c") -> list[int]:
     with session_scope(url) as session:
         contents = [
-            Content(
-                source="test", external_id=f"{prefix}{index}", text=f"post {index}", classified=classified
-            )
+            Content(source="test", external_id=f"{prefix}{index}", text=f"post {index}")
             for index in range(count)
         ]
         session.add_all(contents)
         session.flush()
-        return [content.id for content in contents]
+        ids = [content.id for content in contents]
+    if classified:
+        for content_id in ids:
+            classify(url, content_id, "neutral", 0.5)
+    return ids
 
 
-def classify(url: str, content_id: int, sentiment: str, confidence: float, version: str = "m+fp32") -> bool:
+def scores_for(sentiment: str, confidence: float) -> dict[str, float]:
+    """Scores that agree with the label: ``confidence`` for it, the rest shared by the others."""
+    others = [other for other in SENTIMENTS if other != sentiment]
+    return {sentiment: confidence, **dict.fromkeys(others, (1 - confidence) / len(others))}
+
+
+def classify(
+    url: str,
+    content_id: int,
+    sentiment: str,
+    confidence: float,
+    version: str = "m+fp32",
+    model: str = "finbert",
+) -> bool:
+    scores = scores_for(sentiment, confidence) if sentiment in SENTIMENTS else SCORES
     with session_scope(url) as session:
-        return save_classification(session, content_id, sentiment, confidence, version, SCORES)
+        return store_classification(session, content_id, sentiment, confidence, version, scores, model=model)
 
 
 def classification_rows(url: str, content_id: int) -> list[Classification]:
@@ -41,15 +58,24 @@ def classification_rows(url: str, content_id: int) -> list[Classification]:
 # -- db.store ------------------------------------------------------------------------------------
 
 
-def test_save_inserts_one_classification_and_sets_the_flag(migrated_db: str) -> None:
+def test_save_inserts_one_classification_and_its_consensus(migrated_db: str) -> None:
     target, other = add_contents(migrated_db, 2)
     assert classify(migrated_db, target, "positive", 0.7) is True
     (row,) = classification_rows(migrated_db, target)
-    assert (row.sentiment, row.confidence, row.model_version) == ("positive", 0.7, "m+fp32")
+    assert (row.model, row.sentiment, row.confidence, row.model_version) == (
+        "finbert",
+        "positive",
+        0.7,
+        "m+fp32",
+    )
     assert row.created_at is not None
     with session_scope(migrated_db) as session:
-        assert session.get(Content, target).classified is True
-        assert session.get(Content, other).classified is False
+        consensus = session.get(Consensus, target)
+        assert (consensus.sentiment, consensus.confidence, consensus.agreement) == ("positive", 0.7, 1.0)
+        assert consensus.scores == scores_for("positive", 0.7)
+        assert consensus.dissent == [] and consensus.basis == "finbert:1"
+        assert consensus.margin == pytest.approx(0.55)
+        assert session.get(Consensus, other) is None
 
 
 def test_saving_twice_keeps_the_first_row(migrated_db: str) -> None:
@@ -59,35 +85,73 @@ def test_saving_twice_keeps_the_first_row(migrated_db: str) -> None:
     rows = classification_rows(migrated_db, content_id)
     assert len(rows) == 1
     assert (rows[0].sentiment, rows[0].confidence, rows[0].model_version) == ("positive", 0.7, "first")
-    with session_scope(migrated_db) as session:
-        assert session.get(Content, content_id).classified is True
 
 
-def test_save_repairs_the_flag_when_the_row_exists(migrated_db: str) -> None:
+def test_one_row_per_content_and_model(migrated_db: str) -> None:
     (content_id,) = add_contents(migrated_db, 1)
-    classify(migrated_db, content_id, "neutral", 0.5)
+    assert classify(migrated_db, content_id, "positive", 0.7, "a", model="finbert") is True
+    assert classify(migrated_db, content_id, "negative", 0.9, "b", model="roberta") is True
+    assert classify(migrated_db, content_id, "neutral", 0.9, "b2", model="roberta") is False
+    rows = sorted(classification_rows(migrated_db, content_id), key=lambda row: row.model)
+    assert [(row.model, row.sentiment, row.model_version) for row in rows] == [
+        ("finbert", "positive", "a"),
+        ("roberta", "negative", "b"),
+    ]
+    with pytest.raises(IntegrityError), session_scope(migrated_db) as session:
+        session.add(Classification(content_id=content_id, model="finbert", sentiment="neutral", confidence=0.5,
+                                   model_version="x", meta={}))  # fmt: skip
+
+
+def test_save_returns_the_keys_inserted(migrated_db: str) -> None:
+    first, second = add_contents(migrated_db, 2)
+    classify(migrated_db, first, "positive", 0.7, model="a")
+    rows = [
+        NewClassification(first, "a", "negative", 0.6, "v", SCORES),
+        NewClassification(first, "b", "negative", 0.6, "v", SCORES),
+        NewClassification(second, "a", "neutral", 0.6, "v", SCORES),
+    ]
     with session_scope(migrated_db) as session:
-        session.get(Content, content_id).classified = False
-    assert classify(migrated_db, content_id, "neutral", 0.5) is False
+        assert save_classifications(session, rows) == {(first, "b"), (second, "a")}
+        assert save_classifications(session, []) == set()
+
+
+def test_replace_keeps_the_old_row_in_history_per_model(migrated_db: str) -> None:
+    (content_id,) = add_contents(migrated_db, 1)
+    classify(migrated_db, content_id, "positive", 0.7, "old", model="a")
+    classify(migrated_db, content_id, "positive", 0.7, "old", model="b")
+    new = [NewClassification(content_id, "a", "negative", 0.8, "new", SCORES)]
     with session_scope(migrated_db) as session:
-        assert session.get(Content, content_id).classified is True
+        assert replace_classifications(session, new) == {(content_id, "a"): "replaced"}
+    with session_scope(migrated_db) as session:
+        assert replace_classifications(session, new) == {(content_id, "a"): "current"}
+        assert replace_classifications(session, new, force={(content_id, "a")}) == {
+            (content_id, "a"): "replaced"
+        }
+    rows = {row.model: row for row in classification_rows(migrated_db, content_id)}
+    assert (rows["a"].sentiment, rows["a"].model_version) == ("negative", "new")
+    assert (rows["b"].sentiment, rows["b"].model_version) == ("positive", "old")  # the other model untouched
+    with session_scope(migrated_db) as session:
+        history = session.execute(
+            select(ClassificationHistory.model, ClassificationHistory.model_version)
+        ).all()
+    assert sorted(history) == [("a", "new"), ("a", "old")]
 
 
 def test_save_is_part_of_the_callers_transaction(migrated_db: str) -> None:
     (content_id,) = add_contents(migrated_db, 1)
     with pytest.raises(RuntimeError), session_scope(migrated_db) as session:
-        save_classification(session, content_id, "positive", 0.7, "m", SCORES)
+        store_classification(session, content_id, "positive", 0.7, "m", SCORES)
         raise RuntimeError("rolled back")
     assert classification_rows(migrated_db, content_id) == []
     with session_scope(migrated_db) as session:
-        assert session.get(Content, content_id).classified is False
+        assert session.get(Consensus, content_id) is None
 
 
 def test_raw_scores_round_trip(migrated_db: str) -> None:
     (content_id,) = add_contents(migrated_db, 1)
     scores = {"positive": 0.123456789012, "negative": 1e-9, "neutral": 0.876543210987}
     with session_scope(migrated_db) as session:
-        save_classification(session, content_id, "neutral", scores["neutral"], "m", scores)
+        store_classification(session, content_id, "neutral", scores["neutral"], "m", scores)
     (row,) = classification_rows(migrated_db, content_id)
     assert row.meta == {"raw_scores": scores}
     column = next(
@@ -116,8 +180,6 @@ def test_check_constraints_reject_bad_values(migrated_db: str, sentiment: str, c
     with pytest.raises(IntegrityError):
         classify(migrated_db, content_id, sentiment, confidence)
     assert classification_rows(migrated_db, content_id) == []
-    with session_scope(migrated_db) as session:
-        assert session.get(Content, content_id).classified is False
 
 
 @pytest.mark.parametrize("confidence", [0.0, 1.0])
@@ -164,6 +226,38 @@ def test_unclassified_ids_oldest_first_with_limit(migrated_db: str) -> None:
         assert queries.unclassified_ids(session) == [ids[0], ids[2], ids[3], ids[5]]
         assert queries.unclassified_ids(session, limit=2) == [ids[0], ids[2]]
         assert queries.unclassified_ids(session, limit=0) == []
+
+
+def test_unclassified_by_several_models_new_and_backfill(migrated_db: str) -> None:
+    ids = add_contents(migrated_db, 5)
+    classify(migrated_db, ids[0], "positive", 0.7, model="a")
+    classify(migrated_db, ids[0], "positive", 0.7, model="b")  # complete
+    classify(migrated_db, ids[1], "positive", 0.7, model="a")  # lacks b
+    classify(migrated_db, ids[2], "positive", 0.7, model="old")  # a model no longer configured
+    with session_scope(migrated_db) as session:
+        record_skip(session, ids[4], "no_text_to_classify")
+    with session_scope(migrated_db) as session:
+        models = ["a", "b"]
+        assert queries.unclassified_ids(session, models) == [ids[1], ids[2], ids[3]]
+        assert queries.unclassified_ids(session, ["a"]) == [ids[2], ids[3]]
+        assert list(queries.unclassified_id_pages(session, models, scope="new")) == [[ids[3]]]
+        assert list(queries.unclassified_id_pages(session, models, scope="backfill")) == [[ids[1], ids[2]]]
+        assert list(queries.unclassified_id_pages(session, models, limit=1, scope="backfill")) == [[ids[1]]]
+        assert queries.unclassified_by_model(session, models) == {"a": 2, "b": 3}
+        counts = queries.content_counts(session, models)
+        assert (counts.total, counts.classified, counts.partly, counts.skipped, counts.unclassified) == (
+            5,
+            1,
+            1,
+            1,
+            3,
+        )
+        outcomes = queries.content_outcomes(session, ids[:2], models)
+    assert outcomes[ids[0]].sentiment == "positive" and outcomes[ids[0]].versions == {
+        "a": "m+fp32",
+        "b": "m+fp32",
+    }
+    assert outcomes[ids[1]].sentiment is None and outcomes[ids[1]].versions == {"a": "m+fp32"}
 
 
 def test_unclassified_ids_of_an_empty_database(migrated_db: str) -> None:
@@ -217,12 +311,14 @@ def test_content_outcomes(migrated_db: str) -> None:
     with session_scope(migrated_db) as session:
         found = queries.content_outcomes(session, [waiting, 99999, classified, skipped, classified])
     assert found == {
-        classified: queries.ContentOutcome(classified, "negative", "m+random-weights+fp32", None),
-        skipped: queries.ContentOutcome(skipped, None, None, "no_text_to_classify"),
-        waiting: queries.ContentOutcome(waiting, None, None, None),
+        classified: queries.ContentOutcome(
+            classified, "negative", {"finbert": "m+random-weights+fp32"}, None
+        ),
+        skipped: queries.ContentOutcome(skipped, None, {}, "no_text_to_classify"),
+        waiting: queries.ContentOutcome(waiting, None, {}, None),
     }
     (row,) = classification_rows(migrated_db, classified)
-    assert row.meta["raw_scores"] == SCORES
+    assert row.meta["raw_scores"] == scores_for("negative", 0.8)
 
 
 def test_content_outcomes_of_more_ids_than_one_query_takes(migrated_db: str) -> None:
@@ -290,6 +386,5 @@ def test_record_skip(migrated_db: str) -> None:
         record_skip(session, skipped, "no_text_to_classify")
     with session_scope(migrated_db) as session:
         assert session.get(Content, skipped).skip_reason == "no_text_to_classify"
-        assert session.get(Content, skipped).classified is False
         assert session.get(Content, other).skip_reason is None
     assert classification_rows(migrated_db, skipped) == []

@@ -27,7 +27,9 @@ def metrics_blueprint(redis_url: str, config: Settings) -> Blueprint:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(QueueCollector(connection, config.queue_name))
     window = timedelta(minutes=config.metrics_window_minutes)
-    registry.register(DatabaseCollector(config.database_url, connection, config.queue_name, window))
+    registry.register(
+        DatabaseCollector(config.database_url, connection, config.queue_name, window, config.model_names)
+    )
     blueprint = Blueprint("metrics", __name__)
 
     @blueprint.get("")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 from sqlalchemy.exc import DBAPIError
 
+from config import settings
 from db.existence import DatabaseMissing, require_existing_database
 from db.session import describe, session_scope
 from errors import first_line
@@ -41,7 +42,7 @@ def report_blueprint(database_url: str) -> Blueprint:
         try:
             require_existing_database(database_url)
             with session_scope(database_url) as session:
-                picture = build_picture(session, selection)
+                picture = build_picture(session, selection, models=settings().model_names)
         except DatabaseMissing as error:
             return _plain(str(error), 503)
         except DBAPIError as error:

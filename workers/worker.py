@@ -161,7 +161,7 @@ class FinbertWorker(SimpleWorker):
         """
         from jobs.binding import bind_queue
         from model.classifier import ModelLoadError
-        from model.warm import warm_classifier
+        from model.warm import warm_classifiers
 
         if self.queue_names() != [self.config.queue_name]:
             self._exit_at_start(
@@ -170,7 +170,7 @@ class FinbertWorker(SimpleWorker):
             )
         started = time.perf_counter()
         try:
-            classifier = warm_classifier(self.config)
+            classifiers = warm_classifiers(self.config)
             self._database_id = self._wait_for_database_identity()
             bind_queue(
                 self.connection, self.config.queue_name, self._database_id, describe(self.config.database_url)
@@ -179,10 +179,9 @@ class FinbertWorker(SimpleWorker):
             self._exit_at_start(str(error))
         self.connection.delete(START_FAILURES_KEY.format(host=socket.gethostname()))
         self.log.info(
-            "Worker: model %s loaded from %s in %.2fs (precision %s, %d torch threads, up to %d jobs at "
+            "Worker: %s loaded in %.2fs (precision %s, %d torch threads, up to %d jobs at "
             "once in forward passes of %d); database %s (id %s), queue %s",
-            classifier.model_version,
-            self.config.model,
+            ", ".join(f"model {name} {classifier.model_version}" for name, classifier in classifiers.items()),
             time.perf_counter() - started,
             self.config.precision,
             self.config.torch_threads,
@@ -334,16 +333,16 @@ class FinbertWorker(SimpleWorker):
 
     def _classify_batch(self, plain: list[_Taken]) -> list[_Taken]:
         """Classify the batch's plain classification jobs and finish them; return those to run alone."""
-        from jobs.classify import classify_contents
+        from jobs.classify import Redo, classify_contents
 
         by_request: dict[tuple, _Taken] = {}
-        replace: dict[tuple, bool] = {}
+        replace: dict[tuple, Redo] = {}
         alone: list[_Taken] = []
         for taken in plain:
             args = arguments(taken.job)
             request = (args[0], args[1])
             if taken.job.func_name == RECLASSIFY_FUNCTION:
-                replace[request] = args[2]
+                replace[request] = Redo(args[2], args[3] if len(args) > 3 else None)
             if request in by_request:  # a second job for the same post runs after the first, as in RQ
                 alone.append(taken)
             else:
@@ -360,6 +359,7 @@ class FinbertWorker(SimpleWorker):
                     worker=self.name,
                     replace=replace,
                     enqueued={request: t.job.enqueued_at for request, t in by_request.items()},
+                    config=self.config,
                 )
         except InfrastructureUnavailable:
             raise

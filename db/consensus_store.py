@@ -1,0 +1,128 @@
+"""Keeping each content's consensus in step with its classifications.
+
+``refresh_consensus`` runs in the transaction that wrote (or replaced) the classifications, after
+``lock_contents``: two workers writing different models' rows of one post take turns, and the second
+reads the first's row, so the consensus is never made of fewer rows than the content has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from consensus.vote import Reading, Verdict, combine
+from db.models import Classification, Consensus, Content
+
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+#: ids per ``IN (...)`` query.
+IDS_PER_QUERY = 500
+
+
+def lock_contents(session: Session, content_ids: Iterable[int]) -> None:
+    """Lock the contents' rows until the transaction ends (PostgreSQL; SQLite has one writer at a time),
+    in id order, so that two batches sharing posts cannot deadlock."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    wanted = sorted(set(content_ids))
+    for start in range(0, len(wanted), IDS_PER_QUERY):
+        chunk = wanted[start : start + IDS_PER_QUERY]
+        session.execute(
+            select(Content.id).where(Content.id.in_(chunk)).order_by(Content.id).with_for_update()
+        )
+
+
+def readings(
+    session: Session, content_ids: Iterable[int], weights: Mapping[str, float]
+) -> dict[int, list[Reading]]:
+    """The current classifications of the contents by the models of ``weights``, as readings in the
+    order of ``weights`` (the configuration's)."""
+    wanted = list(dict.fromkeys(content_ids))
+    order = {name: index for index, name in enumerate(weights)}
+    found: dict[int, list[Reading]] = {}
+    for start in range(0, len(wanted), IDS_PER_QUERY):
+        rows = session.execute(
+            select(
+                Classification.content_id,
+                Classification.model,
+                Classification.sentiment,
+                Classification.confidence,
+                Classification.model_version,
+                Classification.meta["raw_scores"],
+            ).where(
+                Classification.content_id.in_(wanted[start : start + IDS_PER_QUERY]),
+                Classification.model.in_(list(weights)),
+            )
+        )
+        for content_id, model, sentiment, confidence, version, scores in rows:
+            found.setdefault(content_id, []).append(
+                Reading(
+                    model,
+                    sentiment,
+                    confidence,
+                    _scores(scores, sentiment, confidence),
+                    weights[model],
+                    version,
+                )
+            )
+    for content_readings in found.values():
+        content_readings.sort(key=lambda reading: order[reading.model])
+    return found
+
+
+def _scores(raw: Any, sentiment: str, confidence: float) -> dict[str, float]:
+    """A row's probabilities by sentiment (rows without them count as sure of their label)."""
+    if isinstance(raw, dict) and raw and all(isinstance(value, int | float) for value in raw.values()):
+        return {str(label): float(value) for label, value in raw.items()}
+    return {sentiment: confidence}
+
+
+def refresh_consensus(
+    session: Session, content_ids: Iterable[int], weights: Mapping[str, float], ambiguous_below: float
+) -> dict[int, Verdict]:
+    """Recompute and store the consensus of each content over its current classifications by the
+    configured models (``weights``: name -> weight); a content with none has its consensus removed."""
+    wanted = list(dict.fromkeys(content_ids))
+    if not wanted:
+        return {}
+    verdicts = {
+        content_id: combine(content_readings, ambiguous_below)
+        for content_id, content_readings in readings(session, wanted, weights).items()
+    }
+    rows = [
+        {
+            "content_id": content_id,
+            "sentiment": verdict.sentiment,
+            "confidence": verdict.confidence,
+            "margin": verdict.margin,
+            "agreement": verdict.agreement,
+            "ambiguous": verdict.ambiguous,
+            "models": verdict.models,
+            "dissent": verdict.dissent,
+            "scores": verdict.scores,
+            "method": verdict.method,
+            "basis": verdict.basis,
+        }
+        for content_id, verdict in verdicts.items()
+    ]
+    if rows:
+        insert = _INSERTS[session.get_bind().dialect.name](Consensus)
+        columns = (
+            "sentiment", "confidence", "margin", "agreement", "ambiguous", "models", "dissent", "scores", "method", "basis"
+        )  # fmt: skip
+        session.execute(
+            insert.on_conflict_do_update(
+                index_elements=["content_id"],
+                set_={**{column: insert.excluded[column] for column in columns}, "updated_at": func.now()},
+            ),
+            rows,
+        )
+    gone = [content_id for content_id in wanted if content_id not in verdicts]
+    for start in range(0, len(gone), IDS_PER_QUERY):
+        session.execute(
+            delete(Consensus).where(Consensus.content_id.in_(gone[start : start + IDS_PER_QUERY]))
+        )
+    return verdicts

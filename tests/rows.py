@@ -1,0 +1,32 @@
+"""Writing classifications in tests the way the job does: the row (``db.store``) and, in the same
+transaction, the content's consensus (``db.consensus_store``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from config import DEFAULT_AMBIGUOUS_CONFIDENCE, DEFAULT_MODEL_NAME
+from db.consensus_store import refresh_consensus
+from db.store import NewClassification, save_classifications
+
+
+def store_classification(
+    session: Session,
+    content_id: int,
+    sentiment: str,
+    confidence: float,
+    model_version: str,
+    raw_scores: dict[str, float],
+    meta: dict[str, Any] | None = None,
+    model: str = DEFAULT_MODEL_NAME,
+    weights: Mapping[str, float] | None = None,
+) -> bool:
+    """Insert ``model``'s classification of the content unless it has one, and refresh its consensus
+    over the models of ``weights`` (default: ``model`` alone). True when the row was inserted."""
+    row = NewClassification(content_id, model, sentiment, confidence, model_version, raw_scores, meta)
+    inserted = save_classifications(session, [row])
+    refresh_consensus(session, [content_id], dict(weights or {model: 1.0}), DEFAULT_AMBIGUOUS_CONFIDENCE)
+    return bool(inserted)
