@@ -24,14 +24,20 @@ IDS_PER_QUERY = 500
 
 def lock_contents(session: Session, content_ids: Iterable[int]) -> None:
     """Lock the contents' rows until the transaction ends (PostgreSQL; SQLite has one writer at a time),
-    in id order, so that two batches sharing posts cannot deadlock."""
+    in id order, so that two batches sharing posts cannot deadlock.
+
+    ``FOR NO KEY UPDATE``: it makes writers of the same content take turns, while inserts that merely
+    reference the content (a classification's foreign key takes ``FOR KEY SHARE``) go on unblocked."""
     if session.get_bind().dialect.name != "postgresql":
         return
     wanted = sorted(set(content_ids))
     for start in range(0, len(wanted), IDS_PER_QUERY):
         chunk = wanted[start : start + IDS_PER_QUERY]
         session.execute(
-            select(Content.id).where(Content.id.in_(chunk)).order_by(Content.id).with_for_update()
+            select(Content.id)
+            .where(Content.id.in_(chunk))
+            .order_by(Content.id)
+            .with_for_update(key_share=True)
         )
 
 

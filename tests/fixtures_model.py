@@ -39,6 +39,42 @@ def classifier(tiny_classifier):
         use_classifier(None)
 
 
+#: tiny models with other label orders than ``tiny_model_dir``'s, as real models have them: ProsusAI's
+#: order, cardiffnlp twitter-roberta's unnamed labels (mapped by VOLFEFE_MODELS' labels=), and an SST-2
+#: style two-label model.
+OTHER_TINY_MODELS = {
+    "prosus": ["positive", "negative", "neutral"],
+    "roberta": ["LABEL_0", "LABEL_1", "LABEL_2"],
+    "sst2": ["NEGATIVE", "POSITIVE"],
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Path]:
+    """Four tiny models by name: ``finbert`` (``tiny_model_dir``) and OTHER_TINY_MODELS (other seeds, so
+    that they disagree)."""
+    from tools.random_model import build_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    models = {"finbert": tiny_model_dir}
+    for seed, (name, labels) in enumerate(OTHER_TINY_MODELS.items(), start=1):
+        models[name] = build_tiny_model(root / name, seed=seed, labels=labels)
+    return models
+
+
+def models_setting(models: dict[str, Path], *names: str) -> str:
+    """VOLFEFE_MODELS for these of ``tiny_models`` (twitter-roberta's unnamed labels mapped explicitly)."""
+    entries = []
+    for name in names:
+        entry = f"{name}={models[name]}"
+        if name == "roberta":
+            entry += ";labels=negative/neutral/positive"
+        if name == "sst2":
+            entry += ";weight=0.5"
+        entries.append(entry)
+    return ",".join(entries)
+
+
 @pytest.fixture
 def migrated_db(database_url: str) -> Iterator[str]:
     """``database_url`` (SQLite and PostgreSQL) with every migration applied.

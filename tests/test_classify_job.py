@@ -12,9 +12,8 @@ import config
 import jobs.classify
 from db import queries
 from db.identity import database_id
-from db.models import SENTIMENTS, Classification, Content
+from db.models import SENTIMENTS, Classification, Consensus, Content
 from db.session import session_scope
-from db.store import save_classification
 from jobs.classify import ClassificationFailed, JobRefused, classify_content, classify_contents
 from jobs.failures import InfrastructureUnavailable
 from jobs.outcomes import (
@@ -29,6 +28,7 @@ from jobs.outcomes import (
     Outcome,
 )
 from model.visible_text import visible_text
+from tests.rows import store_classification
 
 MISSING_ID = 987654
 #: the identity of a database other than the test's.
@@ -66,12 +66,21 @@ def requests(ident: str, *content_ids: int) -> list[tuple[int, str]]:
 def add(url: str, *texts: str, classified: bool = False) -> list[int]:
     with session_scope(url) as session:
         contents = [
-            Content(source="test", external_id=f"e{next(_external_ids)}", text=text, classified=classified)
-            for text in texts
+            Content(source="test", external_id=f"e{next(_external_ids)}", text=text) for text in texts
         ]
         session.add_all(contents)
         session.flush()
-        return [content.id for content in contents]
+        ids = [content.id for content in contents]
+    for content_id in ids if classified else ():
+        mark_classified(url, content_id)
+    return ids
+
+
+def mark_classified(url: str, content_id: int, version: str = "earlier") -> None:
+    """Give the content a classification by the default model, as an earlier job would have."""
+    with session_scope(url) as session:
+        store_classification(session, content_id, "neutral", 0.5, version, {"neutral": 0.5, "positive": 0.3,
+                             "negative": 0.2})  # fmt: skip
 
 
 def rows_for(url: str, content_id: int) -> list[Classification]:
@@ -80,8 +89,11 @@ def rows_for(url: str, content_id: int) -> list[Classification]:
 
 
 def flag(url: str, content_id: int) -> bool:
+    """Classified: a current classification by the (one) configured model, and a consensus."""
     with session_scope(url) as session:
-        return session.get(Content, content_id).classified
+        return bool(session.get(Content, content_id).classifications) and (
+            session.get(Consensus, content_id) is not None
+        )
 
 
 def total_classifications(url: str) -> int:
@@ -111,8 +123,8 @@ def test_content_without_visible_text_is_skipped(db_url: str, ident: str, classi
         "reason": NO_TEXT_TO_CLASSIFY,
     }
     assert rows_for(db_url, content_id) == []
-    # A skip is an outcome, not a classification: the content is not flagged classified, but the
-    # skip is remembered so that sweeps do not enqueue it again.
+    # A skip is an outcome, not a classification: the content has none, but the skip is remembered so
+    # that sweeps do not enqueue it again.
     assert flag(db_url, content_id) is False
     with session_scope(db_url) as session:
         assert session.get(Content, content_id).skip_reason == NO_TEXT_TO_CLASSIFY
@@ -127,7 +139,8 @@ def test_already_classified_content_is_skipped(db_url: str, ident: str, classifi
         "status": SKIPPED,
         "reason": ALREADY_CLASSIFIED,
     }
-    assert rows_for(db_url, content_id) == []
+    (row,) = rows_for(db_url, content_id)
+    assert row.model_version == "earlier"
     with session_scope(db_url) as session:
         assert session.get(Content, content_id).skip_reason is None
 
@@ -147,9 +160,8 @@ def test_a_job_of_another_database_is_refused_and_touches_nothing(db_url: str, i
 
     No classifier is installed: a refusal reads no text and loads no model."""
     (content_id,) = add(db_url, "Stocks rally on strong earnings")
-    empty, done = add(db_url, "", "x")
-    with session_scope(db_url) as session:
-        session.get(Content, done).classified = True
+    empty, done = add(db_url, "", "x", classified=False)
+    mark_classified(db_url, done)
 
     outcomes = classify_contents(requests(OTHER_DATABASE, content_id, empty, done, MISSING_ID), db_url)
 
@@ -161,16 +173,15 @@ def test_a_job_of_another_database_is_refused_and_touches_nothing(db_url: str, i
         Outcome.refused(MISSING_ID, WRONG_DATABASE, why),
     ]
     assert all(outcome.status == REFUSED for outcome in outcomes)
-    # Nothing here changed: no row, no flag, no skip recorded (not even for the empty post).
-    assert total_classifications(db_url) == 0
+    # Nothing here changed: no new row, no skip recorded (not even for the empty post).
+    assert total_classifications(db_url) == 1
     with session_scope(db_url) as session:
-        assert session.get(Content, content_id).classified is False
         assert session.get(Content, empty).skip_reason is None
         assert queries.unclassified_ids(session) == [content_id, empty]
     # The RQ job raises: it ends failed (never retried), with the reason.
     with pytest.raises(JobRefused, match=f"enqueued for database {OTHER_DATABASE}"):
         classify_content(content_id, OTHER_DATABASE)
-    assert total_classifications(db_url) == 0
+    assert total_classifications(db_url) == 1
 
 
 def test_a_batch_of_two_databases_runs_only_its_own(db_url: str, ident: str, classifier) -> None:
@@ -248,8 +259,7 @@ def test_running_twice_leaves_one_row(db_url: str, ident: str, classifier) -> No
 
 def test_classified_by_another_session_first(db_url: str, ident: str, classifier) -> None:
     (content_id,) = add(db_url, "Fed hikes rates")
-    with session_scope(db_url) as other:
-        save_classification(other, content_id, "neutral", 0.5, "other-worker", {"neutral": 0.5})
+    mark_classified(db_url, content_id, "other-worker")
     assert classify_contents(requests(ident, content_id), db_url) == [
         Outcome.skipped(content_id, ALREADY_CLASSIFIED)
     ]
@@ -264,11 +274,11 @@ def test_concurrent_duplicate_between_read_and_write(
     content_id, neighbour = add(db_url, "Tesla shares plunge", "Apple beat revenue forecast")
     real_batch_save = jobs.classify.save_classifications
 
-    def racing_batch_save(session, version, rows, *args, **kwargs):
-        assert set(rows) == {content_id, neighbour}  # both were read as unclassified
+    def racing_batch_save(session, rows):
+        assert {row.content_id for row in rows} == {content_id, neighbour}  # both read as unclassified
         with session_scope(db_url) as other:  # its own connection and transaction, committed first
-            assert save_classification(other, content_id, "positive", 0.42, "other-worker", {}) is True
-        return real_batch_save(session, version, rows, *args, **kwargs)
+            assert store_classification(other, content_id, "positive", 0.42, "other-worker", {}) is True
+        return real_batch_save(session, rows)
 
     monkeypatch.setattr(jobs.classify, "save_classifications", racing_batch_save)
     outcomes = classify_contents(requests(ident, content_id, neighbour), db_url)
@@ -285,8 +295,7 @@ def test_concurrent_duplicate_between_read_and_write(
 
 def test_batch_gives_one_outcome_per_distinct_request_in_order(db_url: str, ident: str, classifier) -> None:
     rally, empty, fall, done = add(db_url, "Stocks rally", "<br>", "Shares fall after weak guidance", "x")
-    with session_scope(db_url) as session:
-        session.get(Content, done).classified = True
+    mark_classified(db_url, done)
     ids = [fall, MISSING_ID, rally, fall, empty, done, rally]
     outcomes = classify_contents(requests(ident, *ids), db_url)
     assert [outcome.content_id for outcome in outcomes] == [fall, MISSING_ID, rally, empty, done]
@@ -310,7 +319,7 @@ def test_batch_gives_one_outcome_per_distinct_request_in_order(db_url: str, iden
             assert outcome.confidence == pytest.approx(expected[outcome.content_id].confidence, abs=1e-5)
             assert outcome.model_version == classifier.model_version
             assert len(rows_for(db_url, outcome.content_id)) == 1
-    assert total_classifications(db_url) == 2
+    assert total_classifications(db_url) == 3  # done's earlier one, and two new
     with session_scope(db_url) as session:
         # The empty post is remembered as skipped for good: sweeps pass over it.
         assert session.get(Content, empty).skip_reason == NO_TEXT_TO_CLASSIFY
@@ -332,22 +341,14 @@ def test_same_text_in_many_contents(db_url: str, ident: str, classifier) -> None
 def break_store_for(monkeypatch: pytest.MonkeyPatch, broken: int) -> None:
     """Make storing ``broken``'s classification fail, in the batch write and in the one-by-one write."""
     real_batch_save = jobs.classify.save_classifications
-    real_save = jobs.classify.save_classification
 
-    def failing_batch_save(session, version, rows, *args, **kwargs):
-        inserted = real_batch_save(session, version, rows, *args, **kwargs)  # written, then rolled back
-        if broken in rows:
-            raise RuntimeError("disk full")
-        return inserted
-
-    def failing_save(session, content_id, *args, **kwargs):
-        inserted = real_save(session, content_id, *args, **kwargs)
-        if content_id == broken:
+    def failing_batch_save(session, rows):
+        inserted = real_batch_save(session, rows)  # written, then rolled back
+        if any(row.content_id == broken for row in rows):
             raise RuntimeError("disk full")
         return inserted
 
     monkeypatch.setattr(jobs.classify, "save_classifications", failing_batch_save)
-    monkeypatch.setattr(jobs.classify, "save_classification", failing_save)
 
 
 def test_a_store_failure_fails_only_that_content(
@@ -374,14 +375,16 @@ def test_a_content_deleted_before_the_write_fails_alone(
 ) -> None:
     """A real database error for one row (foreign key), not a mock: the batch falls back to one by one."""
     before, deleted, after = add(db_url, "Stocks rally", "Shares fall", "Oil prices surge")
-    real_batch_save = jobs.classify.save_classifications
+    real_lock = jobs.classify.lock_contents
 
-    def delete_then_save(session, version, rows, *args, **kwargs):
+    def delete_then_lock(session, content_ids):
+        """The write transaction begins: another session deletes the post just before it locks its posts."""
         with session_scope(db_url) as other:
-            other.delete(other.get(Content, deleted))
-        return real_batch_save(session, version, rows, *args, **kwargs)
+            if other.get(Content, deleted) is not None:
+                other.delete(other.get(Content, deleted))
+        real_lock(session, content_ids)
 
-    monkeypatch.setattr(jobs.classify, "save_classifications", delete_then_save)
+    monkeypatch.setattr(jobs.classify, "lock_contents", delete_then_lock)
     outcomes = classify_contents(requests(ident, before, deleted, after), db_url)
     assert [outcome.status for outcome in outcomes] == [CLASSIFIED, FAILED, CLASSIFIED]
     assert outcomes[1].error is not None

@@ -139,8 +139,14 @@ def build_random_model(
     return target
 
 
-def build_tiny_model(target: Path, seed: int = 0) -> Path:
-    return build_random_model(target, TINY_CONFIG, tiny_vocab(), seed)
+def build_tiny_model(target: Path, seed: int = 0, labels: list[str] | None = None) -> Path:
+    """A tiny model; ``labels``: its label names in id order (default Neutral/Positive/Negative, as
+    finbert-tone; ``LABEL_0``-style names leave them unnamed; two names make a two-label model)."""
+    config = dict(TINY_CONFIG)
+    if labels is not None:
+        config["id2label"] = dict(enumerate(labels))
+        config["label2id"] = {name: index for index, name in enumerate(labels)}
+    return build_random_model(target, config, tiny_vocab(), seed)
 
 
 def build_finbert_shaped_model(target: Path, config_json: Path, vocab_txt: Path, seed: int = 0) -> Path:
