@@ -13,8 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from db.models import Content
 from db.session import session_scope
-from db.store import save_classification
 from jobs.audit import margin
+from tests.rows import store_classification
 
 #: the model_version of the seeded classifications (a real model's shape: no random weights).
 MODEL_VERSION = "yiyanghkust/finbert-tone@rev+bf16"
@@ -127,7 +127,7 @@ def seed(
             meta = {"raw_scores": post.scores}
             if post.audited:
                 meta["quality"] = {"margin": post.margin, "entropy": 0.5}
-            assert save_classification(
+            assert store_classification(
                 session,
                 ids[post.external_id],
                 post.sentiment,

@@ -37,7 +37,7 @@ from config import DEFAULT_METRICS_WINDOW_MINUTES
 from db.identity import database_id
 from db.metric_queries import ForwardPassShape, classifications_by_sentiment, content_states, recent_audit
 from db.migrate import upgrade
-from db.models import Classification, Content
+from db.models import Classification, Consensus, Content
 from db.session import engine_for, session_scope
 from jobs.classify import classify_contents
 from jobs.metrics import (
@@ -159,6 +159,7 @@ def classification_row(
     processing["batch"] = batch
     return {
         "content_id": content_id,
+        "model": "finbert",
         "sentiment": sentiment,
         "confidence": 0.9,
         "model_version": "m1",
@@ -179,9 +180,9 @@ def test_sql_figures_count_states_and_bucket_the_recent_window(migrated_db: str)
             ids[4], "neutral", 0.003, {"enqueued_at": enqueued, "items": 1, "forward_passes": [1]}
         ),
     ]
+    other_model = {**classification_row(ids[0], "neutral", 0.05, two_passes), "model": "prosus"}
     with session_scope(migrated_db) as session:
-        session.add_all(Classification(**row) for row in rows)
-        session.execute(update(Content).where(Content.id.in_(ids[:5])).values(classified=True))
+        session.add_all(Classification(**row) for row in [*rows, other_model])
         session.execute(
             update(Content).where(Content.id.in_(ids[5:7])).values(skip_reason="no_text_to_classify")
         )
@@ -194,13 +195,22 @@ def test_sql_figures_count_states_and_bucket_the_recent_window(migrated_db: str)
 
     since = datetime.now(UTC) - timedelta(minutes=DEFAULT_METRICS_WINDOW_MINUTES)
     with session_scope(migrated_db) as session:
-        states = content_states(session)
+        states = content_states(session, ["finbert", "prosus"])
         sentiments = classifications_by_sentiment(session)
-        recent = recent_audit(session, since, (0.001, 0.005, 0.5), (1.0, 5.0, 10.0))
+        audits = recent_audit(session, since, (0.001, 0.005, 0.5), (1.0, 5.0, 10.0))
+    assert set(audits) == {"finbert", "prosus"}
+    assert (audits["prosus"].model_seconds.count, audits["prosus"].model_seconds.counts) == (1, (0, 0, 1))
+    recent = audits["finbert"]
     model, queued = recent.model_seconds, recent.queue_seconds
 
-    assert states.skipped == {"no_text_to_classify": 2} and states.unclassified == 2
-    assert sentiments == {("positive", "m1"): 1, ("negative", "m1"): 2, ("neutral", "m1"): 2}
+    # 9 contents, 2 skipped: finbert lacks 7 - 5, prosus 7 - 1.
+    assert states.skipped == {"no_text_to_classify": 2} and states.unclassified == {"finbert": 2, "prosus": 6}
+    assert sentiments == {
+        ("finbert", "positive", "m1"): 1,
+        ("finbert", "negative", "m1"): 2,
+        ("finbert", "neutral", "m1"): 2,
+        ("prosus", "neutral", "m1"): 1,
+    }
     assert (model.counts, model.count) == ((0, 2, 3), 3)
     assert model.total == pytest.approx(0.208)
     assert (queued.counts, queued.count) == ((0, 2, 2), 2)
@@ -253,11 +263,17 @@ def samples(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     return found
 
 
-def histogram(found: dict, name: str, bounds: tuple[float, ...]) -> tuple[list[int], int, float]:
-    """(bucket counts for ``bounds``, the +Inf count, the sum) of a gauge histogram."""
-    buckets = {dict(labels)["le"]: value for labels, value in found[f"{name}_bucket"].items()}
+def histogram(
+    found: dict, name: str, bounds: tuple[float, ...], model: str = "finbert"
+) -> tuple[list[int], int, float]:
+    """(bucket counts for ``bounds``, the +Inf count, the sum) of ``model``'s gauge histogram."""
+    buckets = {
+        dict(labels)["le"]: value
+        for labels, value in found[f"{name}_bucket"].items()
+        if dict(labels)["model"] == model
+    }
     counts = [int(buckets[floatToGoString(bound)]) for bound in bounds]
-    return counts, int(buckets["+Inf"]), found[f"{name}_gsum"][()]
+    return counts, int(buckets["+Inf"]), found[f"{name}_gsum"][(("model", model),)]
 
 
 def snapshot(connection: Redis) -> dict[str, object]:
@@ -332,6 +348,7 @@ def test_scraped_figures_equal_the_database_and_redis(
         with session_scope(pg_db) as session:
             rows = list(session.scalars(select(Classification)))
             contents = list(session.scalars(select(Content)))
+            agreed = list(session.scalars(select(Consensus)))
         # Redis's truth: RQ's documented API and plain key reads.
         rq_workers = Worker.all(queue=queue)
         assert len(rq_workers) == 2 and all(worker.get_state() == "idle" for worker in rq_workers)
@@ -373,18 +390,24 @@ def test_scraped_figures_equal_the_database_and_redis(
         assert sum(found["rq_workers_success_total"].values()) == len(report.job_ids)
 
         # The project's figures.
-        by_sentiment = Counter((row.sentiment, row.model_version) for row in rows)
+        by_sentiment = Counter((row.model, row.sentiment, row.model_version) for row in rows)
         assert found["volfefe_classifications"] == {
-            (("model_version", version), ("sentiment", sentiment)): float(count)
-            for (sentiment, version), count in by_sentiment.items()
+            (("model", model), ("model_version", version), ("sentiment", sentiment)): float(count)
+            for (model, sentiment, version), count in by_sentiment.items()
         }
         assert sum(by_sentiment.values()) == len(texts) - len(NO_TEXT) * 2
-        skipped = Counter(c.skip_reason for c in contents if c.skip_reason and not c.classified)
+        assert found["volfefe_consensus"] == {
+            (("ambiguous", str(ambiguous).lower()), ("sentiment", sentiment)): float(count)
+            for (sentiment, ambiguous), count in Counter((c.sentiment, c.ambiguous) for c in agreed).items()
+        }
+        assert len(agreed) == len(rows)
+        classified = {row.content_id for row in rows}
+        skipped = Counter(c.skip_reason for c in contents if c.skip_reason and c.id not in classified)
         assert found["volfefe_skipped_contents"] == {(("reason", r),): float(n) for r, n in skipped.items()}
         assert skipped == {"no_text_to_classify": len(NO_TEXT) * 2}
-        unclassified = [c.id for c in contents if not c.classified and c.skip_reason is None]
+        unclassified = [c.id for c in contents if c.id not in classified and c.skip_reason is None]
         assert sorted(unclassified) == never_enqueued
-        assert found["volfefe_unclassified_contents"] == {(): float(len(never_enqueued))}
+        assert found["volfefe_unclassified_contents"] == {(("model", "finbert"),): float(len(never_enqueued))}
         assert found["volfefe_failed_contents"] == {(): 1.0}  # the refused job of ours
         assert found["volfefe_database_up"] == {(): 1.0}
 

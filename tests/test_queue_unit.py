@@ -52,6 +52,7 @@ from jobs.queue import (
 )
 from jobs.rq_seam import JobCall
 from jobs.sweep import sweep
+from tests.rows import store_classification
 
 #: a database identity as ``volfefe db upgrade`` makes them (10 hex digits).
 SOME_DATABASE = "0a1b2c3d4e"
@@ -487,18 +488,50 @@ def test_the_sweep_enqueues_every_unclassified_content_page_by_page(
     monkeypatch.setattr(db_queries, "UNCLASSIFIED_PAGE", 3)
     monkeypatch.setattr(jobs.queue, "ENQUEUE_CHUNK", 2)
     with session_scope(db) as session:
-        contents = [
-            Content(source="t", external_id=str(i), text=f"post {i}", classified=i % 4 == 0)
-            for i in range(11)
-        ]
+        contents = [Content(source="t", external_id=str(i), text=f"post {i}") for i in range(11)]
         session.add_all(contents)
         session.flush()
-        unclassified = [content.id for content in contents if not content.classified]
+        classified = [content.id for index, content in enumerate(contents) if index % 4 == 0]
+        for content_id in classified:
+            store_classification(session, content_id, "neutral", 0.6, "m", {"neutral": 0.6, "positive": 0.4})
+        unclassified = [content.id for content in contents if content.id not in classified]
 
-    report = sweep(connection, db)
-    again = sweep(connection, db, limit=4)
+    report = sweep(connection, db, models=["finbert"])
+    again = sweep(connection, db, limit=4, models=["finbert"])
 
     assert report.content_ids == report.enqueued == unclassified
     assert queue.job_ids == [job_id_for(content_id, ident) for content_id in unclassified]
     assert again.content_ids == again.already_pending == unclassified[:4]
     assert again.enqueued == []
+
+
+def test_the_hourly_sweep_takes_new_posts_first_and_a_bounded_backfill(
+    db: str, ident: str, queue: Queue, connection: fakeredis.FakeRedis
+) -> None:
+    """A model added to VOLFEFE_MODELS: every new post is enqueued, and at most the backfill bound of the
+    contents that lack only the new model, oldest first, behind them."""
+    from config import load_settings
+    from jobs.sweep import hourly_sweep
+
+    with session_scope(db) as session:
+        contents = [Content(source="t", external_id=f"b{i}", text=f"post {i}") for i in range(8)]
+        session.add_all(contents)
+        session.flush()
+        ids = [content.id for content in contents]
+        for content_id in ids[:6]:  # classified by the first model before the second was added
+            store_classification(session, content_id, "neutral", 0.6, "m", {"neutral": 0.6, "positive": 0.4})
+    config = load_settings(
+        {"DATABASE_URL": db, "VOLFEFE_MODELS": "finbert=/m/a,prosus=/m/b", "VOLFEFE_BACKFILL_PER_SWEEP": "4"}
+    )
+
+    report, backfill = hourly_sweep(connection, config)
+
+    assert report.enqueued == [*ids[6:], *ids[:4]] and backfill == 4
+    assert queue.job_ids == [job_id_for(content_id, ident) for content_id in [*ids[6:], *ids[:4]]]
+    # The next sweep: the backfill still waiting counts against the bound; nothing is doubled.
+    again, _ = hourly_sweep(connection, config)
+    assert again.enqueued == [] and sorted(again.already_pending) == sorted([*ids[6:], *ids[:4]])
+    nothing = load_settings(
+        {"DATABASE_URL": db, "VOLFEFE_MODELS": "finbert=/m/a,prosus=/m/b", "VOLFEFE_BACKFILL_PER_SWEEP": "0"}
+    )
+    assert hourly_sweep(connection, nothing)[1] == 0

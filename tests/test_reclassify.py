@@ -18,7 +18,7 @@ from db.identity import database_id
 from db.models import Classification, ClassificationHistory, Content
 from db.queries import reclassification_candidates
 from db.session import engine_for, session_scope
-from db.store import replace_classifications, save_classifications
+from db.store import NewClassification, replace_classifications, save_classifications
 from jobs.queue import enqueue_ids
 from model.classifier import Prediction, configured_model_version
 from tests.processes import READY_LINE, WorkerProcess, wait_for
@@ -35,6 +35,13 @@ def prediction(sentiment: str = "positive", confidence: float = 0.8) -> Predicti
     return Prediction(sentiment, confidence, scores)
 
 
+def new(
+    content_id: int, version: str, sentiment: str = "positive", model: str = "finbert"
+) -> NewClassification:
+    made = prediction(sentiment)
+    return NewClassification(content_id, model, made.sentiment, made.confidence, version, made.raw_scores)
+
+
 def add_classified(url: str, count: int, version: str = OLD) -> list[int]:
     with session_scope(url) as session:
         contents = [
@@ -44,7 +51,7 @@ def add_classified(url: str, count: int, version: str = OLD) -> list[int]:
         session.add_all(contents)
         session.flush()
         ids = [content.id for content in contents]
-        save_classifications(session, version, {content_id: prediction() for content_id in ids})
+        save_classifications(session, [new(content_id, version) for content_id in ids])
     return ids
 
 
@@ -73,29 +80,39 @@ def db(migrated_db: str) -> str:
 def test_stale_selection_is_what_another_model_made(db: str) -> None:
     old = add_classified(db, 3, OLD)
     with session_scope(db) as session:
-        save_classifications(session, NEW, {old[0]: prediction()})  # already has one: kept as it is
-        assert [content_id for content_id, _ in reclassification_candidates(session, stale_for=NEW)] == old
-        assert reclassification_candidates(session, stale_for=OLD) == []
-        assert reclassification_candidates(session, ids=[old[1], 999_999]) == [(old[1], OLD)]
+        save_classifications(session, [new(old[0], NEW)])  # already has one: kept as it is
+        stale = reclassification_candidates(session, stale_for={"finbert": NEW})
+        assert [content_id for content_id, _ in stale] == old
+        assert reclassification_candidates(session, stale_for={"finbert": OLD}) == []
+        assert reclassification_candidates(session, ids=[old[1], 999_999]) == [(old[1], {"finbert": OLD})]
         assert len(reclassification_candidates(session)) == 3
+        # Per model: another model's rows are stale or not on their own.
+        save_classifications(session, [new(old[1], OLD, model="prosus"), new(old[2], NEW, model="prosus")])
+        both = {"finbert": OLD, "prosus": NEW}
+        assert reclassification_candidates(session, ["finbert", "prosus"], stale_for=both) == [
+            (old[1], {"prosus": OLD})
+        ]
+        assert reclassification_candidates(session, ["prosus"], ids=[old[0], old[1]]) == [
+            (old[0], {}),
+            (old[1], {"prosus": OLD}),
+        ]
 
 
 def test_replacing_keeps_one_current_row_and_the_old_one_in_history(db: str) -> None:
     ids = add_classified(db, 3, OLD)
     with session_scope(db) as session:
         results = replace_classifications(
-            session, NEW, {ids[0]: prediction("negative"), ids[1]: prediction("neutral")}, {}
+            session, [new(ids[0], NEW, "negative"), new(ids[1], NEW, "neutral")]
         )
-    assert results == {ids[0]: "replaced", ids[1]: "replaced"}
+    assert results == {(ids[0], "finbert"): "replaced", (ids[1], "finbert"): "replaced"}
     rows = current_rows(db)
     assert rows == {ids[0]: [NEW], ids[1]: [NEW], ids[2]: [OLD]}
     assert history(db) == [(ids[0], OLD), (ids[1], OLD)]
     with session_scope(db) as session:
         # By this model already: kept, unless forced.
-        assert replace_classifications(session, NEW, {ids[0]: prediction()}, {}) == {ids[0]: "current"}
-        assert replace_classifications(session, NEW, {ids[0]: prediction()}, {}, force={ids[0]}) == {
-            ids[0]: "replaced"
-        }
+        assert replace_classifications(session, [new(ids[0], NEW)]) == {(ids[0], "finbert"): "current"}
+        forced = replace_classifications(session, [new(ids[0], NEW)], force={(ids[0], "finbert")})
+        assert forced == {(ids[0], "finbert"): "replaced"}
     assert history(db) == sorted([(ids[0], OLD), (ids[0], NEW), (ids[1], OLD)])
 
 
@@ -120,7 +137,7 @@ def test_racing_reclassifications_and_a_normal_classification_leave_one_current_
             try:
                 barrier.wait()
                 with session_scope(postgres_url) as session:
-                    replace_classifications(session, NEW, {i: prediction() for i in [*ids, fresh_id]}, {})
+                    replace_classifications(session, [new(i, NEW) for i in [*ids, fresh_id]])
             except BaseException as error:  # reported below
                 errors.append(error)
 
@@ -128,7 +145,7 @@ def test_racing_reclassifications_and_a_normal_classification_leave_one_current_
             try:
                 barrier.wait()
                 with session_scope(postgres_url) as session:
-                    save_classifications(session, OLD, {fresh_id: prediction()})
+                    save_classifications(session, [new(fresh_id, OLD)])
             except BaseException as error:
                 errors.append(error)
 

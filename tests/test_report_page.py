@@ -119,7 +119,8 @@ def assert_picture_matches(picture: SentimentPicture, posts: list[SeedPost]) -> 
     }
     assert confidence == bins([(p.confidence, p.sentiment) for p in posts])
     margin = {(i, s): n for s, counts in picture.margin.counts.items() for i, n in enumerate(counts) if n}
-    assert margin == bins([(p.margin, p.sentiment) for p in posts if p.audited])  # unaudited left out
+    # The consensus's margin comes from the scores every classification has (audited or not).
+    assert margin == bins([(p.margin, p.sentiment) for p in posts])
 
     negative, positive = extremes(posts, RECENT_DAYS, EXTREME_POSTS)
     by_external = {p.external_id: p for p in posts}
