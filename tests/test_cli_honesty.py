@@ -32,10 +32,11 @@ from sqlalchemy.exc import OperationalError
 
 from cli.errors import EXIT_BROKEN_PIPE, explain
 from config import settings
+from db import queries
 from db.migrate import upgrade
 from db.models import Classification, Content
 from db.session import session_scope
-from db.store import record_skip, save_classification
+from db.store import record_skip
 from errors import VolfefeError
 from jobs.progress import failure_cause, summarize
 from jobs.queue import SERIALIZER, enqueue_ids
@@ -43,6 +44,7 @@ from model.model_marks import RANDOM_WEIGHTS_KEY, RANDOM_WEIGHTS_TAG, has_random
 from services.redis_connection import stop_embedded_redis
 from services.redis_server import free_port
 from tests.processes import WorkerProcess, wait_for
+from tests.rows import store_classification
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -249,7 +251,14 @@ def test_status_shows_the_database_while_the_embedded_redis_is_stopped_then_its_
     assert running.returncode == 0, running
     status = json.loads(running.stdout)
     assert status["jobs"]["queued"] == 2
-    assert status["database"] == {"contents": 2, "classified": 0, "skipped": 0, "unclassified": 2}
+    assert status["database"] == {
+        "contents": 2,
+        "classified": 0,
+        "partly_classified": 0,
+        "skipped": 0,
+        "unclassified": 2,
+    }
+    assert status["unclassified_by_model"] == {"finbert": 2}
 
 
 # -- enqueue.py --wait ------------------------------------------------------------------------------
@@ -391,7 +400,7 @@ def test_summary_counts_only_what_this_database_records(migrated_db: str, redis_
     classified, skipped, failed, claimed, waiting = add_contents(migrated_db, ["a", "b", "c", "d", "e"])
     missing = 999_999
     with session_scope(migrated_db) as session:
-        save_classification(session, classified, "positive", 0.9, f"m+{RANDOM_WEIGHTS_TAG}+fp32", SCORES)
+        store_classification(session, classified, "positive", 0.9, f"m+{RANDOM_WEIGHTS_TAG}+fp32", SCORES)
         record_skip(session, skipped, "no_text_to_classify")
     connection = Redis.from_url(redis_url)
     report = enqueue_ids(connection, migrated_db, [classified, skipped, failed, claimed, waiting, missing])
@@ -472,7 +481,7 @@ def test_run_exits_1_when_a_job_failed_and_flags_random_weights(
 
     assert result.returncode == 1, result
     lines = result.stdout.splitlines()
-    loaded = next(i for i, line in enumerate(lines) if re.fullmatch(r"model \S+ loaded", line))
+    loaded = next(i for i, line in enumerate(lines) if re.fullmatch(r"model finbert \S+ loaded", line))
     enqueued = next(i for i, line in enumerate(lines) if line.startswith("enqueued "))
     assert loaded < enqueued
     assert RANDOM_WEIGHTS_TAG in lines[loaded]
@@ -504,10 +513,10 @@ def test_report_flags_random_weight_classifications(sqlite_url: str) -> None:
     upgrade(sqlite_url)
     real, random_ = add_contents(sqlite_url, ["a", "b"])
     with session_scope(sqlite_url) as session:
-        save_classification(session, real, "positive", 0.9, "yiyanghkust/finbert-tone+bf16", SCORES)
+        store_classification(session, real, "positive", 0.9, "yiyanghkust/finbert-tone+bf16", SCORES)
     assert RANDOM_WEIGHTS_LINE.search(render_report(build_report(sqlite_url))) is None
     with session_scope(sqlite_url) as session:
-        save_classification(
+        store_classification(
             session, random_, "neutral", 0.5, f"models/tiny+{RANDOM_WEIGHTS_TAG}+bf16", SCORES
         )
 
@@ -551,10 +560,6 @@ def test_run_builds_the_openvino_conversion_before_its_workers(
     assert list((tmp_path / "engines").glob("*/model.xml"))
     with session_scope(database_url) as session:
         versions = {row.model_version for row in session.query(Classification)}
-        unclassified = (
-            session.query(Content)
-            .filter(Content.classified.is_(False), Content.skip_reason.is_(None))
-            .count()
-        )
+        unclassified = len(queries.unclassified_ids(session))
     assert versions and all(version.endswith("+openvino-fp32") for version in versions)
     assert unclassified == 0

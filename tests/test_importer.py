@@ -75,7 +75,7 @@ def test_csv_import(migrated_db: str, good_csv: Path) -> None:
         "https://x.example/1",
     )
     assert as_utc(first.published_at) == datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
-    assert first.classified is False
+    assert first.skip_reason is None  # nor any classification: tests/test_store_and_queries.py
     # Empty optional fields: default source, no author, url or date.
     second = rows["2"]
     assert (second.source, second.author, second.url, second.published_at) == (
