@@ -97,9 +97,9 @@ def reclassify(config: Settings, args: argparse.Namespace) -> int:
 def _enqueue_and_wait(config: Settings, args: argparse.Namespace, target: str, ids: list[int]) -> int:
     from jobs.progress import failure_cause, wait_for_jobs
     from jobs.queue import enqueue_reclassifications
-    from services.redis_connection import connect, redis_url
+    from services.redis_connection import connect_for_jobs, redis_url
 
-    connection = connect(redis_url(config))
+    connection = connect_for_jobs(redis_url(config))
     report = enqueue_reclassifications(connection, config.database_url, ids, force=args.force)
     print(f"reclassify with {target}: {report.describe()}")
     if not args.wait or not report.job_ids:
