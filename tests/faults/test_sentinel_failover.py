@@ -92,8 +92,7 @@ class Sentinels:
         """Every sentinel knows the replica and the other sentinels."""
         try:
             for index in range(SENTINELS):
-                flat = self.client(index).execute_command("SENTINEL", "master", SERVICE)
-                state = dict(zip(flat[::2], flat[1::2], strict=True))
+                state = self.client(index).sentinel_master(SERVICE)
                 if int(state["num-slaves"]) < 1 or int(state["num-other-sentinels"]) < SENTINELS - 1:
                     return False
         except (redis.RedisError, KeyError, ValueError):
