@@ -25,6 +25,14 @@ Every setting has a documented default so that the project runs with nothing set
 | ``PORT`` | ``9181`` | the port ``volfefe web`` listens on (Procfile runners such as honcho set it) |
 | ``VOLFEFE_METRICS_WINDOW_MINUTES`` | ``60`` | ``/metrics`` histograms describe the classifications stored in this last stretch (bounds a scrape's cost) |
 | ``RQ_DASHBOARD_USERNAME``, ``RQ_DASHBOARD_PASSWORD`` | unset | ``volfefe web``'s credentials (both or neither); unset: generated once, kept in ``<data dir>/web/credentials`` |
+| ``REDIS_CONNECT_TIMEOUT`` | ``5`` | seconds to wait for Redis to accept a connection |
+| ``REDIS_SOCKET_TIMEOUT`` | ``15`` | seconds to wait for any Redis answer; a worker's blocking dequeue waits at most this less 5 |
+| ``REDIS_HEALTH_CHECK_INTERVAL`` | ``10`` | seconds a Redis connection may sit idle before it is checked with PING before use |
+| ``TCP_KEEPALIVE_IDLE``, ``TCP_KEEPALIVE_INTERVAL``, ``TCP_KEEPALIVE_COUNT`` | ``10``, ``5``, ``3`` | TCP keepalive of every Redis and PostgreSQL connection: a silent peer is dropped after idle + interval x count seconds |
+| ``DATABASE_CONNECT_TIMEOUT`` | ``5`` | seconds to wait for PostgreSQL to accept a connection (whole seconds, at least 2) |
+| ``DATABASE_STATEMENT_TIMEOUT`` | ``15`` | seconds PostgreSQL lets one statement run (or a transaction sit idle); a client that has heard nothing for 5 s more treats the connection as gone |
+| ``DATABASE_LOCK_TIMEOUT`` | ``10`` | seconds a PostgreSQL statement waits for a lock |
+| ``STOP_GRACE`` | ``10`` | seconds a stopping worker keeps trying to reach an unreachable Redis to hand its jobs back |
 """
 
 from __future__ import annotations
@@ -96,6 +104,31 @@ DEFAULT_WEB_PORT = 9181
 #: minutes of classifications the /metrics histograms read: an hour at 200 items/s is ~720k rows, a
 #: few seconds of PostgreSQL per scrape on 2 cores (README "Watching it").
 DEFAULT_METRICS_WINDOW_MINUTES = 60
+#: seconds to wait for Redis to accept a connection.
+DEFAULT_REDIS_CONNECT_TIMEOUT = 5.0
+#: seconds to wait for any Redis answer: a black-holed Redis is noticed within this.
+DEFAULT_REDIS_SOCKET_TIMEOUT = 15.0
+#: seconds of that timeout a blocking dequeue leaves free, so that Redis's "nothing came" answer
+#: arrives before the socket gives up on it.
+DEQUEUE_MARGIN = 5.0
+#: seconds a pooled Redis connection may sit idle before a PING checks it before use.
+DEFAULT_REDIS_HEALTH_CHECK_INTERVAL = 10
+#: seconds of silence before the first TCP keepalive probe, seconds between probes, and probes
+#: unanswered before the connection is dropped (10 + 5 x 3 = 25 s on a cut network).
+DEFAULT_TCP_KEEPALIVE_IDLE = 10
+DEFAULT_TCP_KEEPALIVE_INTERVAL = 5
+DEFAULT_TCP_KEEPALIVE_COUNT = 3
+#: seconds to wait for PostgreSQL to accept a connection (libpq takes whole seconds, at least 2).
+DEFAULT_DATABASE_CONNECT_TIMEOUT = 5
+#: seconds PostgreSQL lets a statement run, or a transaction sit idle: a batch's reads and its write
+#: take well under a second (BENCHMARKS.md); one 15x slower than that is a fault. With the answer
+#: deadline (db.bounds.ANSWER_GRACE) and a reconnection, a cut connection is noticed within 25 s.
+DEFAULT_DATABASE_STATEMENT_TIMEOUT = 15.0
+#: seconds a PostgreSQL statement waits for a lock before it fails (and the worker takes the outage path).
+DEFAULT_DATABASE_LOCK_TIMEOUT = 10.0
+#: seconds a stopping worker keeps trying to reach Redis to hand its jobs back before it leaves them
+#: to be recovered when their heartbeats expire.
+DEFAULT_STOP_GRACE = 10.0
 
 
 class ConfigError(VolfefeError, ValueError):
@@ -212,6 +245,17 @@ class Settings:
     models: tuple[ModelSpec, ...] = ()
     ambiguous_confidence: float = DEFAULT_AMBIGUOUS_CONFIDENCE
     backfill_per_sweep: int = DEFAULT_BACKFILL_PER_SWEEP
+    #: the bounds of every connection (seconds, except the keepalive count): see the table above.
+    redis_connect_timeout: float = DEFAULT_REDIS_CONNECT_TIMEOUT
+    redis_socket_timeout: float = DEFAULT_REDIS_SOCKET_TIMEOUT
+    redis_health_check_interval: int = DEFAULT_REDIS_HEALTH_CHECK_INTERVAL
+    tcp_keepalive_idle: int = DEFAULT_TCP_KEEPALIVE_IDLE
+    tcp_keepalive_interval: int = DEFAULT_TCP_KEEPALIVE_INTERVAL
+    tcp_keepalive_count: int = DEFAULT_TCP_KEEPALIVE_COUNT
+    database_connect_timeout: int = DEFAULT_DATABASE_CONNECT_TIMEOUT
+    database_statement_timeout: float = DEFAULT_DATABASE_STATEMENT_TIMEOUT
+    database_lock_timeout: float = DEFAULT_DATABASE_LOCK_TIMEOUT
+    stop_grace: float = DEFAULT_STOP_GRACE
 
     def __post_init__(self) -> None:
         if not self.models:  # built by hand (tests, benchmarks): FINBERT_MODEL's model alone
@@ -270,6 +314,17 @@ def _non_negative_float(environ: Mapping[str, str], name: str, default: float) -
     return value
 
 
+def _positive_seconds(environ: Mapping[str, str], name: str, default: float, least: float = 0.0) -> float:
+    """A finite number of seconds above zero (and at least ``least``)."""
+    value = _non_negative_float(environ, name, default)
+    raw = environ.get(name, "").strip()
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be more than 0 seconds")
+    if value < least:
+        raise ConfigError(f"{name}={raw!r} must be at least {least:g} seconds")
+    return value
+
+
 def _database_url(environ: Mapping[str, str]) -> str:
     """DATABASE_URL, checked to be a SQLAlchemy URL of a database this project supports."""
     from sqlalchemy.engine import make_url
@@ -300,6 +355,14 @@ def _web_port(environ: Mapping[str, str]) -> int:
     if port > 65535:
         raise ConfigError(f"PORT={port} is not a TCP port (1 to 65535)")
     return port
+
+
+def _database_connect_timeout(environ: Mapping[str, str]) -> int:
+    # libpq counts whole seconds and treats anything below 2 as 2.
+    value = _positive_int(environ, "DATABASE_CONNECT_TIMEOUT", DEFAULT_DATABASE_CONNECT_TIMEOUT)
+    if value < 2:
+        raise ConfigError(f"DATABASE_CONNECT_TIMEOUT={value} must be at least 2 (seconds; libpq's least)")
+    return value
 
 
 def default_torch_threads(processes: int) -> int:
@@ -350,6 +413,29 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         backfill_per_sweep=_non_negative_int(
             environ, "VOLFEFE_BACKFILL_PER_SWEEP", DEFAULT_BACKFILL_PER_SWEEP
         ),
+        redis_connect_timeout=_positive_seconds(
+            environ, "REDIS_CONNECT_TIMEOUT", DEFAULT_REDIS_CONNECT_TIMEOUT
+        ),
+        # The worker's blocking dequeue waits this less DEQUEUE_MARGIN, at least one second.
+        redis_socket_timeout=_positive_seconds(
+            environ, "REDIS_SOCKET_TIMEOUT", DEFAULT_REDIS_SOCKET_TIMEOUT, least=DEQUEUE_MARGIN + 1
+        ),
+        redis_health_check_interval=_positive_int(
+            environ, "REDIS_HEALTH_CHECK_INTERVAL", DEFAULT_REDIS_HEALTH_CHECK_INTERVAL
+        ),
+        tcp_keepalive_idle=_positive_int(environ, "TCP_KEEPALIVE_IDLE", DEFAULT_TCP_KEEPALIVE_IDLE),
+        tcp_keepalive_interval=_positive_int(
+            environ, "TCP_KEEPALIVE_INTERVAL", DEFAULT_TCP_KEEPALIVE_INTERVAL
+        ),
+        tcp_keepalive_count=_positive_int(environ, "TCP_KEEPALIVE_COUNT", DEFAULT_TCP_KEEPALIVE_COUNT),
+        database_connect_timeout=_database_connect_timeout(environ),
+        database_statement_timeout=_positive_seconds(
+            environ, "DATABASE_STATEMENT_TIMEOUT", DEFAULT_DATABASE_STATEMENT_TIMEOUT
+        ),
+        database_lock_timeout=_positive_seconds(
+            environ, "DATABASE_LOCK_TIMEOUT", DEFAULT_DATABASE_LOCK_TIMEOUT
+        ),
+        stop_grace=_positive_seconds(environ, "STOP_GRACE", DEFAULT_STOP_GRACE),
     )
 
 

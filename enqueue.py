@@ -19,7 +19,7 @@ from db.session import session_scope
 from jobs.progress import summarize, wait_for_jobs
 from jobs.queue import enqueue_ids
 from jobs.sweep import sweep
-from services.redis_connection import connect, redis_url
+from services.redis_connection import connect_for_jobs, redis_url
 
 #: contents enqueued when no selection is given.
 DEFAULT_LIMIT = 10
@@ -100,13 +100,21 @@ def main(argv: list[str] | None = None) -> int:
                 count += 1
         print(f"dry run: {count} contents would be enqueued", file=sys.stderr)
         return 0
-    connection = connect(redis_url(config))
+    connection = connect_for_jobs(redis_url(config))
     require_existing_database(config.database_url)
     if args.ids:
         report = enqueue_ids(connection, config.database_url, args.ids)
     else:
         report = sweep(connection, config.database_url, limit)
     print(report.describe())
+    if report.stopped is not None:
+        print(
+            f"enqueue.py: error: Redis refused more jobs, it is out of memory ({report.stopped}): "
+            f"{len(report.enqueued)} enqueued, the rest not; free memory in Redis or raise its maxmemory, "
+            "then enqueue again",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     if not args.wait or not report.job_ids:
         return 0
     sys.stdout.flush()  # the report line before the wait's messages on stderr

@@ -20,7 +20,7 @@ from types import FrameType
 
 from redis import Redis
 
-from cli.errors import run_command
+from cli.errors import EXIT_FAILURE, run_command
 from config import settings
 from jobs.json_scheduler import JsonScheduler
 from jobs.schedule import (
@@ -39,7 +39,7 @@ from jobs.scheduler_loop import (
     scheduler_connection,
 )
 from jobs.sweep import hourly_sweep
-from services.redis_connection import connect, redis_url, safe_url
+from services.redis_connection import connect_for_jobs, redis_url, safe_url
 
 # rq-scheduler's use of crontab warns on every start; nothing for our users to act on.
 warnings.filterwarnings("ignore", category=FutureWarning, module="rq_scheduler")
@@ -115,12 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     config = settings()
     if args.once:
-        report, backfill = hourly_sweep(connect(redis_url(config)), config)
+        report, backfill = hourly_sweep(connect_for_jobs(redis_url(config)), config)
         print(
             f"sweep: {report.describe()}"
             + (f" ({backfill} of them backfill for a model added later)" if backfill else "")
         )
-        return 0
+        return 0 if report.stopped is None else EXIT_FAILURE
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     url = redis_url(config)
     scheduler = sweep_scheduler(scheduler_connection(url), config.queue_name, args.interval)

@@ -112,9 +112,9 @@ def _enqueue_and_wait(
 ) -> int:
     from jobs.progress import failure_cause, wait_for_jobs
     from jobs.queue import enqueue_reclassifications
-    from services.redis_connection import connect, redis_url
+    from services.redis_connection import connect_for_jobs, redis_url
 
-    connection = connect(redis_url(config))
+    connection = connect_for_jobs(redis_url(config))
     report = enqueue_reclassifications(
         connection, config.database_url, ids, force=args.force, model=args.model
     )

@@ -30,7 +30,7 @@ from errors import VolfefeError
 from jobs.progress import summarize, wait_for_jobs
 from jobs.sweep import sweep
 from model.model_marks import has_random_weights
-from services.redis_connection import connect, embedded_redis_running, redis_url, stop_embedded_redis
+from services.redis_connection import connect_for_jobs, embedded_redis_running, redis_url, stop_embedded_redis
 
 SAMPLE_POSTS = Path(__file__).resolve().parent.parent / "data" / "sample_posts.csv"
 #: seconds a worker gets to finish its batch after SIGTERM.
@@ -161,7 +161,7 @@ def run(config: Settings, posts: Path, worker_count: int) -> int:
     url = redis_url(config)
     log_dir = config.data_dir / "logs"
     try:
-        connection = connect(url)
+        connection = connect_for_jobs(url)
         workers = start_workers(config, url, worker_count, log_dir)
         try:
             print(f"starting {worker_count} worker(s): loading the model (logs in {log_dir})", flush=True)

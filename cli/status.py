@@ -24,6 +24,7 @@ from errors import VolfefeError
 from jobs.monitoring import live_workers, queue_counts
 from model.model_marks import random_weights_warning
 from services.redis_connection import connect, safe_url
+from services.redis_memory import eviction_problem
 
 #: what status says when the embedded Redis is not running (and REDIS_URL is unset).
 REDIS_NOT_RUNNING = "the embedded Redis is not running: no jobs to show"
@@ -40,6 +41,7 @@ def _queue_part(config: Settings) -> dict:
         part["jobs"] = queue_counts(connection, config.queue_name).as_dict()
         part["workers"] = [asdict(worker) for worker in live_workers(connection, config.queue_name)]
         part["binding"] = _binding(connection, config.queue_name)
+        part["redis_warning"] = eviction_problem(connection)
     except (VolfefeError, RedisError) as error:
         part["redis_error"] = explain(error)
     return part
@@ -105,6 +107,8 @@ def render_status(status: dict) -> str:
                 f"  the queue serves another database ({binding['database'] or binding['database_id']}): "
                 "these jobs are not this database's"
             )
+        if status.get("redis_warning"):
+            lines.append(f"  warning: {status['redis_warning']}")
         lines.append(f"workers {len(status['workers'])}")
     for worker in status["workers"]:
         doing = ", ".join(worker["current_jobs"]) or "-"

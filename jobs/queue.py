@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from redis import Redis
+from redis.exceptions import OutOfMemoryError
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -21,6 +22,7 @@ from rq.utils import now
 from config import DEFAULT_QUEUE_NAME, settings
 from db.identity import database_id as identity_of
 from db.session import describe
+from errors import first_line
 from jobs.binding import bind_queue
 from jobs.registry import CLASSIFY_FUNCTION, RECLASSIFY_FUNCTION, refusal
 from jobs.rq_seam import JobCall, delete_if_failed, enqueue_unique, job_statuses, latest_failure
@@ -120,6 +122,9 @@ class EnqueueReport:
     force: bool | None = None
     #: reclassification jobs: the one model they redo (None: every configured model).
     model: str | None = None
+    #: why enqueueing stopped before the end (Redis refused writes: out of memory), else None; the
+    #: ids after ``enqueued`` and the others listed above were not enqueued.
+    stopped: str | None = None
 
     def describe(self) -> str:
         retried = f" (of which {len(self.retried_after_failure)} retried after a failure)"
@@ -128,6 +133,7 @@ class EnqueueReport:
             f"already waiting or running {len(self.already_pending)}, "
             f"finished in the last {RESULT_TTL // 60} min {len(self.recently_finished)}, "
             f"failed and cooling down {len(self.cooling_down)}"
+            + (", then stopped: Redis is out of memory" if self.stopped else "")
         )
 
     @property
@@ -190,10 +196,16 @@ def _enqueue_all(
     queue = classification_queue(connection, queue_name)
     bind_queue(connection, queue.name, identity, describe(database_url))
     report = EnqueueReport(database_id=identity, force=force, model=model)
-    for page in pages:
-        report.content_ids.extend(page)
-        for start in range(0, len(page), ENQUEUE_CHUNK):
-            _enqueue_chunk(queue, page[start : start + ENQUEUE_CHUNK], identity, report)
+    try:
+        for page in pages:
+            report.content_ids.extend(page)
+            for start in range(0, len(page), ENQUEUE_CHUNK):
+                _enqueue_chunk(queue, page[start : start + ENQUEUE_CHUNK], identity, report)
+    except OutOfMemoryError as error:
+        # maxmemory with noeviction: Redis refuses each write from now on. A chunk's jobs are saved by
+        # one script, which Redis refuses at its first write or runs whole: what the report lists as
+        # enqueued is exactly what is in Redis.
+        report.stopped = first_line(error)
     return report
 
 

@@ -17,11 +17,14 @@ import time
 from collections.abc import Callable
 
 from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, AuthorizationError, RedisError
+from redis.retry import Retry
 
 from errors import first_line
 from jobs.json_scheduler import JsonScheduler
-from services.redis_connection import RedisUnavailable, safe_url
+from services.redis_connection import client_for
+from services.redis_memory import eviction_problem
 
 logger = logging.getLogger(__name__)
 
@@ -37,27 +40,27 @@ DEFAULT_REMINDER = 60.0
 CONNECT_TIMEOUT = 2.0
 #: seconds to wait for Redis to answer a command (a hung server counts as an outage).
 COMMAND_TIMEOUT = 5.0
-#: seconds a pooled connection may sit idle before it is checked with PING.
-HEALTH_CHECK_INTERVAL = 30
+#: times a failed command is tried again at once, on a fresh connection, before the pass is abandoned.
+COMMAND_RETRIES = 1
 
 #: errors that end the loop though Redis sent them: credentials to fix, not an outage to wait out.
 SETTING_ERRORS = (AuthenticationError, AuthorizationError)
 
 
 def scheduler_connection(url: str) -> Redis:
-    """A client for ``url`` with bounded waits, made without contacting Redis (it may be down).
+    """A client for ``url`` (plain or Sentinel-managed) with bounded waits, made without contacting
+    Redis (it may be down): the configured bounds, with shorter waits of its own (a pass sends short
+    commands only), and one retry on a fresh connection (a pooled one is dead after a restart or a
+    failover); the loop's own backoff does the rest.
 
     RedisUnavailable, in one line without the password, when ``url`` is not a Redis URL.
     """
-    try:
-        return Redis.from_url(
-            url,
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            socket_timeout=COMMAND_TIMEOUT,
-            health_check_interval=HEALTH_CHECK_INTERVAL,
-        )
-    except ValueError as error:
-        raise RedisUnavailable(f"cannot use the Redis URL {safe_url(url)}: {first_line(error)}") from None
+    return client_for(
+        url,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        socket_timeout=COMMAND_TIMEOUT,
+        retry=Retry(NoBackoff(), COMMAND_RETRIES),
+    )
 
 
 class Backoff:
@@ -142,6 +145,8 @@ class SchedulerLoop:
         self.outage = OutageLog(where, reminder, max_backoff)
         self.passes = 0
         self._stopping = threading.Event()
+        #: whether Redis's memory policy was looked at (once, at the first pass that reached Redis).
+        self._memory_checked = False
 
     @property
     def stopping(self) -> bool:
@@ -179,6 +184,11 @@ class SchedulerLoop:
         scheduler = self.scheduler
         scheduler.keep_alive()
         self.outage.recovered()  # said before what the pass finds, so the log reads in order
+        if not self._memory_checked:
+            self._memory_checked = True
+            problem = eviction_problem(scheduler.connection)
+            if problem is not None:  # a warning only: the sweeps it schedules run in workers, which refuse
+                logger.warning("%s", problem)
         if not scheduler.acquire_lock():
             logger.debug("lock held by another scheduler: skipping this pass")
             return False
@@ -190,9 +200,14 @@ class SchedulerLoop:
         return True
 
     def _sign_off(self) -> None:
-        try:
-            self.scheduler.remove_lock()
-            self.scheduler.register_death()
-        except RedisError as error:
-            logger.info("stopped without signing off in Redis: %s", first_line(error))
+        """Release the lock and register the death, unless Redis is known to be away: then the lock
+        expires by itself, and the stop takes no more than the pass under way."""
+        if self.outage.down:
+            logger.info("stopped without signing off in Redis: it is unreachable")
+        else:
+            try:
+                self.scheduler.remove_lock()
+                self.scheduler.register_death()
+            except RedisError as error:
+                logger.info("stopped without signing off in Redis: %s", first_line(error))
         logger.info("scheduler stopped")

@@ -27,6 +27,8 @@ from redis.exceptions import RedisError
 
 from config import Settings
 from errors import VolfefeError, first_line
+from services.redis_client import redis_client
+from services.redis_memory import refuse_eviction
 from services.redis_server import (
     DEFAULT_START_TIMEOUT,
     DEFAULT_STOP_TIMEOUT,
@@ -40,8 +42,6 @@ from services.redis_server import (
     write_private_file,
 )
 
-#: seconds to wait for Redis to accept a connection before calling it unreachable.
-CONNECT_TIMEOUT = 5.0
 #: seconds a quick "does it answer?" probe of the embedded server waits.
 PROBE_TIMEOUT = 1.0
 #: what replaces a password in a URL shown to people (text).
@@ -85,20 +85,29 @@ def safe_url(url: str) -> str:
 
 
 def client_for(url: str, **options: Any) -> Redis:
-    """A redis-py client for ``url`` (no connection made yet); RedisUnavailable when ``url`` is not a Redis URL."""
+    """A bounded redis-py client for ``url``, a plain or a Sentinel-managed Redis (no connection made
+    yet; ``services.redis_client``); RedisUnavailable when ``url`` is not a Redis URL."""
     try:
-        return Redis.from_url(url, **options)
+        return redis_client(url, **options)
     except ValueError as error:
         raise RedisUnavailable(f"cannot use the Redis URL {safe_url(url)}: {first_line(error)}") from None
 
 
 def connect(url: str) -> Redis:
     """A client for ``url`` that has answered PING; RedisUnavailable otherwise."""
-    connection = client_for(url, socket_connect_timeout=CONNECT_TIMEOUT, health_check_interval=30)
+    connection = client_for(url)
     try:
         connection.ping()
     except RedisError as error:
         raise RedisUnavailable(f"cannot reach Redis at {safe_url(url)}: {first_line(error)}") from None
+    return connection
+
+
+def connect_for_jobs(url: str) -> Redis:
+    """``connect(url)`` for a command that writes jobs: RedisEvicts when Redis's memory policy would
+    delete them (``services.redis_memory``)."""
+    connection = connect(url)
+    refuse_eviction(connection)
     return connection
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from flask import Flask, Response, request
+from redis import Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -74,6 +75,11 @@ class RedisHealth:
             since, self._down_since = self._down_since, None
         if since is not None:
             log.warning("Redis is back at %s after %.0f s", self.where, self._clock() - since)
+
+    @property
+    def client(self) -> Redis:
+        """The client it checks Redis with (bounded waits, one retry)."""
+        return self._client
 
     @property
     def down(self) -> bool:

@@ -14,11 +14,13 @@ import sys
 from types import FrameType
 
 import waitress
+from redis.exceptions import RedisError
 
 from config import Settings
 from errors import VolfefeError
 from services.dashboard import DEFAULT_BIND, check_exposure
 from services.redis_connection import redis_url, safe_url
+from services.redis_memory import eviction_problem
 from web import credentials as web_credentials
 from web.app import DASHBOARD_PREFIX, create_app, redis_health, register
 from web.metrics import metrics_blueprint
@@ -38,6 +40,17 @@ class WebServerError(VolfefeError):
 
 def _stop(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
+
+
+def _warn_if_evicting(app) -> None:
+    """One line when Redis would delete jobs to make room: the dashboard shows the queue still
+    (services.redis_memory says why this process warns where the job writers refuse)."""
+    try:
+        problem = eviction_problem(redis_health(app).client)
+    except RedisError:
+        return  # gone again since it answered: the outage is logged on the next request
+    if problem is not None:
+        log.warning("%s", problem)
 
 
 def serve(config: Settings, bind: str | None = None, port: int | None = None) -> int:
@@ -71,6 +84,7 @@ def serve(config: Settings, bind: str | None = None, port: int | None = None) ->
         raise WebServerError(f"cannot listen on {bind}:{port}: {error.strerror or error}") from None
     if redis_health(app).problem() is None:
         log.info("Redis answers at %s", safe_url(url))
+        _warn_if_evicting(app)
     log.info("serving on http://%s:%s%s/ (user %r)", bind, port, DASHBOARD_PREFIX, chosen.username)
     signal.signal(signal.SIGTERM, _stop)
     try:

@@ -4,8 +4,12 @@
   stops taking new ones; it probes the database with backoff (a tiny write, so a full disk counts)
   and resumes by itself when the probe passes.
 - ``PatientRetry``: redis-py's Retry for the worker's connection, retrying connection errors for as
-  long as Redis is away (a restart, a crash, a network cut), logging once when it goes and once
-  when it is back, with a reminder every ``REMINDER_INTERVAL`` seconds in between;
+  long as Redis is away (a restart, a crash, a network cut: a black-holed connection fails with a
+  timeout after ``REDIS_SOCKET_TIMEOUT``) or out of memory (``maxmemory`` with ``noeviction``
+  refuses writes until there is room), logging once when it goes and once when it is back, with a
+  reminder every ``REMINDER_INTERVAL`` seconds in between; once a stop is requested it tries only
+  until the stop's deadline, then ends the call with RQ's StopRequested, so that one SIGTERM ends
+  the worker whatever the state of Redis;
   ``postpone_maintenance`` keeps a worker that sees Redis return from recovering jobs that other
   live workers are about to finish.
 """
@@ -13,14 +17,17 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
+from rq.exceptions import StopRequested
 from rq.utils import now
 from sqlalchemy import text
 
@@ -137,35 +144,79 @@ class DatabaseOutage:
 
 
 class PatientRetry(Retry):
-    """Retry Redis connection errors for as long as Redis is away, saying so in the log."""
+    """Retry Redis connection errors and out-of-memory refusals for as long as they last, saying so in
+    the log, until a stop's deadline.
 
-    def __init__(self, name: Callable[[], str], on_back: Callable[[float], None] | None = None) -> None:
-        """``name()`` names the worker in the log; ``on_back(seconds_away)`` runs when Redis answers again."""
+    One object serves every connection of the client (``__deepcopy__``: redis-py copies the retry into
+    each connection it makes), so that an outage is reported once, and a stop is seen by all. redis-py
+    nests its calls (a command, the connection's handshake inside it, the socket's connect inside
+    that): Redis is back when the outermost one succeeds, not when a socket connects to a route that
+    forwards nothing.
+    """
+
+    def __init__(
+        self,
+        name: Callable[[], str],
+        on_back: Callable[[float], None] | None = None,
+        stop_deadline: Callable[[], float | None] = lambda: None,
+    ) -> None:
+        """``name()`` names the worker in the log; ``on_back(seconds_away)`` runs when Redis answers
+        again; ``stop_deadline()`` is the monotonic time after which a failed call is not tried again
+        (None: no stop requested), and the call raises StopRequested instead."""
         backoff = ExponentialWithJitterBackoff(base=REDIS_RETRY_BASE, cap=REDIS_RETRY_CAP)
-        super().__init__(backoff, -1, supported_errors=(RedisConnectionError, RedisTimeoutError))
+        super().__init__(
+            backoff, -1, supported_errors=(RedisConnectionError, RedisTimeoutError, OutOfMemoryError)
+        )
         self._name = name
         self._on_back = on_back
+        self._stop_deadline = stop_deadline
         self._down_since: float | None = None
         self._reminded = 0.0
+        self._depth = threading.local()  # nesting of call_with_retry, per thread
+
+    def __deepcopy__(self, memo: dict) -> PatientRetry:
+        return self
+
+    def _past_stop_deadline(self) -> bool:
+        deadline = self._stop_deadline()
+        return deadline is not None and time.monotonic() >= deadline
 
     def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):
+        if self._down_since is not None and self._past_stop_deadline():
+            raise StopRequested()  # stopping, and Redis did not come back in time: try no more
+
         def noted_fail(error, *failure_count):
             now = time.monotonic()
             if self._down_since is None:
                 self._down_since = self._reminded = now
-                log.warning(
-                    "Worker %s: Redis is unreachable (%s); retrying until it is back", self._name(), error
-                )
+                if isinstance(error, OutOfMemoryError):
+                    log.warning(
+                        "Worker %s: Redis refuses writes, out of memory (%s); retrying until it has room",
+                        self._name(),
+                        first_line(error),
+                    )
+                else:
+                    log.warning(
+                        "Worker %s: Redis is unreachable (%s); retrying until it is back", self._name(), error
+                    )
             elif now - self._reminded >= REMINDER_INTERVAL:
                 self._reminded = now
                 log.warning(
                     "Worker %s: Redis still unreachable after %.0f s", self._name(), now - self._down_since
                 )
-            return fail(error, *failure_count)
+            outcome = fail(error, *failure_count)  # first: redis-py drops the connection in its state
+            if self._past_stop_deadline():
+                raise StopRequested() from error
+            return outcome
 
-        result = super().call_with_retry(do, noted_fail, is_retryable, with_failure_count)
+        depth = getattr(self._depth, "value", 0)
+        self._depth.value = depth + 1
+        try:
+            result = super().call_with_retry(do, noted_fail, is_retryable, with_failure_count)
+        finally:
+            self._depth.value = depth
         down_since = self._down_since
-        if down_since is not None:
+        if down_since is not None and depth == 0:
             self._down_since = None
             away = time.monotonic() - down_since
             log.warning("Worker %s: Redis is back after %.1f s", self._name(), away)

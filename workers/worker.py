@@ -13,24 +13,32 @@ waiting or arrive within ``FINBERT_BATCH_WAIT_MS``) and marks them all started. 
   ``perform_job``; a warm shutdown ends the batch between two of these steps, and hands back the rest;
 - when the database or its disk fails, the batch's jobs go back to the queue unrun, without using an
   attempt, and the worker takes no job until a probe of the database passes (``workers.outage``).
-Redis connection errors are retried for as long as Redis is away.
+Redis connection errors are retried for as long as Redis is away; every Redis call is bounded
+(``REDIS_SOCKET_TIMEOUT``: a black-holed Redis is noticed, then waited out like any outage).
+A stop (SIGTERM, SIGINT) ends the worker within a bounded time whatever the state of Redis: the jobs
+it holds are handed back when Redis answers within ``STOP_GRACE``, else left started, for another
+worker to recover when their heartbeats expire; its scheduler process ends with it
+(``workers.lifetime``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import time
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
 from rq import Queue
+from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 from rq.worker import SimpleWorker, WorkerStatus
 
-from config import ConfigError, Settings, settings
+from config import DEQUEUE_MARGIN, ConfigError, Settings, settings
 from db.session import describe
 from errors import VolfefeError, first_line
 from jobs import rq_seam
@@ -38,6 +46,9 @@ from jobs.failures import InfrastructureUnavailable, is_infrastructure_failure
 from jobs.outcomes import FAILED, REFUSED
 from jobs.queue import JOB_TIMEOUT
 from jobs.registry import CLASSIFY_FUNCTION, RECLASSIFY_FUNCTION, REGISTERED_JOBS, arguments, refusal
+from services.redis_client import bound_connection
+from services.redis_memory import eviction_problem
+from workers.lifetime import children_die_with_this_process, end_child
 from workers.outage import DatabaseOutage, PatientRetry, postpone_maintenance
 
 #: seconds between maintenance passes (abandoned-job recovery); RQ's default is 600.
@@ -64,6 +75,8 @@ START_FAILURE_CAP = 60.0
 #: seconds a run of start failures is remembered (per host) for that backoff.
 START_FAILURE_MEMORY = 300
 START_FAILURES_KEY = "volfefe:start-failures:{host}"
+#: seconds the scheduler process gets to stop after SIGTERM before it is killed (it holds no job).
+SCHEDULER_STOP_GRACE = 5.0
 #: the job functions whose jobs are classified together in forward passes.
 BATCHED_FUNCTIONS = frozenset({CLASSIFY_FUNCTION, RECLASSIFY_FUNCTION})
 
@@ -109,10 +122,21 @@ class FinbertWorker(SimpleWorker):
             print(f"rq worker: error: {error}", file=sys.stderr)
             raise SystemExit(1) from None
         self.maintenance_interval = min(self.maintenance_interval, MAINTENANCE_INTERVAL)
+        # RQ's command line builds a client that waits as long as the kernel keeps a connection.
+        bound_connection(self.connection, self.config)
+        #: monotonic time after which a stopping worker tries Redis no more (None: not stopping).
+        self._stop_deadline: float | None = None
         # The scheduler process copies these connection settings, so it rides out outages too.
         # When Redis returns from an outage, abandoned-job recovery waits until the live workers have
         # reconnected and finished their jobs (whose heartbeats expired meanwhile).
-        self.connection.set_retry(PatientRetry(lambda: self.name, on_back=postpone_maintenance(self)))
+        self.connection.set_retry(
+            PatientRetry(
+                lambda: self.name,
+                on_back=postpone_maintenance(self),
+                stop_deadline=lambda: self._stop_deadline,
+            )
+        )
+        children_die_with_this_process()
         self._batch: list[_Taken] = []
         self._batch_ttl = JOB_TIMEOUT + HEARTBEAT_MARGIN
         self._heartbeats_sent = 0.0
@@ -123,8 +147,12 @@ class FinbertWorker(SimpleWorker):
 
     @property
     def dequeue_timeout(self) -> int:
-        # Wake up for maintenance while idle, so that abandoned jobs are recovered within seconds.
-        return max(1, min(super().dequeue_timeout, self.maintenance_interval))
+        # Wake up for maintenance while idle, so that abandoned jobs are recovered within seconds; and
+        # block for less than the socket timeout, which would take Redis's "nothing came" for a dead
+        # connection. (Read inside RQ's __init__ too, before the config and the bounds are set.)
+        config = getattr(self, "config", None)
+        answered = super().dequeue_timeout if config is None else config.redis_socket_timeout - DEQUEUE_MARGIN
+        return max(1, int(min(super().dequeue_timeout, self.maintenance_interval, answered)))
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         # A job cannot outlive its timeout (the death penalty ends it), so a short margin is safe.
@@ -163,6 +191,9 @@ class FinbertWorker(SimpleWorker):
         from model.classifier import ModelLoadError
         from model.warm import warm_classifiers
 
+        problem = eviction_problem(self.connection)
+        if problem is not None:  # every job this worker took could vanish (services.redis_memory)
+            self._exit_at_start(problem)
         if self.queue_names() != [self.config.queue_name]:
             self._exit_at_start(
                 f"this worker listens on {', '.join(self.queue_names())} but this database's queue is "
@@ -454,7 +485,39 @@ class FinbertWorker(SimpleWorker):
 
     # -- stop ----------------------------------------------------------------------------------------
 
+    def request_stop(self, signum, frame) -> None:
+        """SIGTERM or SIGINT: RQ's warm shutdown, trying an unreachable Redis for STOP_GRACE s at most."""
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + self.config.stop_grace
+        super().request_stop(signum, frame)
+
+    def set_shutdown_requested_date(self) -> None:
+        # For `rq info` only (run inside the signal handler): a stop does not wait on it.
+        with contextlib.suppress(RedisError, StopRequested):
+            super().set_shutdown_requested_date()
+
+    def stop_scheduler(self) -> None:
+        """End the scheduler process: SIGTERM, then SIGKILL after SCHEDULER_STOP_GRACE (RQ waits for it
+        without a limit, and it waits as long as Redis is away)."""
+        process = self.scheduler._process if self.scheduler is not None else None
+        if process is not None:
+            end_child(process, SCHEDULER_STOP_GRACE)
+
     def teardown(self) -> None:
-        """Hand back the jobs taken but not run (warm shutdown), then unregister."""
-        self._hand_back_batch(None)
-        super().teardown()
+        """Hand back the jobs taken but not run (warm shutdown), then unregister. When Redis cannot be
+        reached within the stop's grace, the jobs stay started: another worker recovers them when
+        their heartbeats expire (none is lost)."""
+        try:
+            self._hand_back_batch(None)
+        except (RedisError, StopRequested):
+            self.log.warning(
+                "Worker %s: Redis unreachable while stopping: %d jobs left started, to be recovered by "
+                "another worker when their heartbeats expire",
+                self.name,
+                len(self._batch),
+            )
+            self._batch = []
+        try:
+            super().teardown()
+        except (RedisError, StopRequested):
+            self.log.warning("Worker %s: stopped without signing off in Redis (unreachable)", self.name)

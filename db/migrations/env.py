@@ -5,7 +5,7 @@ from sqlalchemy import pool
 
 from config import settings
 from db.models import Base
-from db.session import engine_for
+from db.session import migration_engine
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or settings().database_url
@@ -18,7 +18,7 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = engine_for(url)
+    engine = migration_engine(url)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
         with context.begin_transaction():

@@ -31,6 +31,7 @@ from db.session import session_scope
 from jobs.outcomes import CLASSIFIED
 from jobs.queue import SERIALIZER, classification_queue, job_id_for, parse_job_id
 from model.visible_text import visible_text
+from services.redis_client import redis_client
 
 
 @dataclass
@@ -107,7 +108,7 @@ def account(database_url: str, redis_url: str, queue_name: str | None = None) ->
                 select(Classification.content_id, func.count()).group_by(Classification.content_id)
             ).all()
         )
-    connection = Redis.from_url(redis_url)
+    connection = redis_client(redis_url)
     try:
         live = live_job_counts(connection, queue_name)
         failed = failed_job_ids(connection, queue_name)

@@ -29,6 +29,7 @@ from db.identity import database_id
 from db.models import Classification, Content
 from db.session import engine_for, session_scope
 from jobs.queue import MAX_ATTEMPTS, EnqueueReport, enqueue_ids, job_id_for
+from services.redis_client import redis_client
 from services.redis_server import RedisServer
 from tests.faults.accounting import Accounting, account, live_job_counts
 from tests.processes import WorkerProcess, wait_for
@@ -93,7 +94,7 @@ class FaultRun:
             return [content.id for content in contents]
 
     def redis(self) -> Redis:
-        return Redis.from_url(self.redis_url)
+        return redis_client(self.redis_url)  # a plain or a Sentinel-managed Redis
 
     def enqueue(self, ids: list[int]) -> EnqueueReport:
         connection = self.redis()
@@ -105,13 +106,20 @@ class FaultRun:
     # -- workers ------------------------------------------------------------------------------------
 
     def start_worker(
-        self, wait_ready: bool = True, env: dict[str, str] | None = None, **kwargs
+        self,
+        wait_ready: bool = True,
+        env: dict[str, str] | None = None,
+        redis_url: str | None = None,
+        database_url: str | None = None,
+        **kwargs,
     ) -> WorkerProcess:
+        """A worker on this run's Redis and database, or on others that lead to them (``redis_url``,
+        ``database_url``: a proxy, a Sentinel URL)."""
         index = len(self.workers) + 1
         queue = {"VOLFEFE_QUEUE": self.queue_name} if self.queue_name else {}
         worker = WorkerProcess(
-            self.redis_url,
-            self.database_url,
+            redis_url or self.redis_url,
+            database_url or self.database_url,
             self.model_dir,
             self.log_dir / f"worker-{index}-{self.dbname}.log",
             env={**WORKER_ENV, **queue, **(env or {})},
