@@ -7,8 +7,8 @@ Every setting has a documented default so that the project runs with nothing set
 | ``DATABASE_URL`` | ``sqlite:///volfefe.db`` | SQLAlchemy URL (``postgresql+psycopg://...`` in production) |
 | ``REDIS_URL`` | unset | Redis for the queue; unset: the CLI starts a private ``redis-server`` |
 | ``FINBERT_MODEL`` | ``yiyanghkust/finbert-tone`` | hub id or local folder of a sequence-classification model |
-| ``FINBERT_PRECISION`` | ``bf16`` on a CPU with AVX-512 BF16 or AMX, else ``fp32`` | ``fp32``, ``bf16`` or ``int8`` (see BENCHMARKS.md) |
-| ``FINBERT_ENGINE`` | ``torch`` | ``torch``, or ``openvino`` (the ``openvino`` extra; converted once by ``volfefe model build``) |
+| ``FINBERT_ENGINE`` | ``openvino`` on a CPU with VNNI or AMX when ``FINBERT_PRECISION`` is unset too, else ``torch`` | ``torch``, or ``openvino`` (the ``openvino`` extra; converted once, by the first worker or ``volfefe model build``) |
+| ``FINBERT_PRECISION`` | openvino: ``int8`` on a CPU with VNNI or AMX; torch (and openvino elsewhere): ``bf16`` on a CPU with AVX-512 BF16 or AMX, else ``fp32`` | ``fp32``, ``bf16`` or ``int8`` (see README "Engines and precisions") |
 | ``VOLFEFE_ENGINE_CACHE`` | ``~/.cache/volfefe/engines`` | where converted models are kept (``<key>/model.xml``), outside the repository |
 | ``FINBERT_BATCH_SIZE`` | ``32`` | texts per forward pass |
 | ``WORKER_BATCH_JOBS`` | ``256`` | ready jobs a worker takes at once, sorted by length into forward passes |
@@ -41,13 +41,14 @@ DEFAULT_DATABASE_URL = "sqlite:///volfefe.db"
 DEFAULT_QUEUE_NAME = "ml_classification"
 DEFAULT_MODEL = "yiyanghkust/finbert-tone"
 PRECISIONS = ("fp32", "bf16", "int8")
-#: inference engines; ``openvino`` needs the ``openvino`` extra and a ``volfefe model build``.
+#: inference engines; ``openvino`` needs the ``openvino`` extra (its conversion is built on first use).
 ENGINES = ("torch", "openvino")
-DEFAULT_ENGINE = "torch"
 #: converted models (OpenVINO IR) live here, one folder per conversion key.
 DEFAULT_ENGINE_CACHE = "~/.cache/volfefe/engines"
 #: CPU flags (``/proc/cpuinfo``) of instructions that compute in bf16.
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+#: CPU flags of int8 multiply-add instructions (VNNI, AMX): where OpenVINO int8 pays.
+INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def cpu_flags() -> frozenset[str]:
@@ -62,14 +63,43 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def default_precision(flags: frozenset[str] | None = None) -> str:
-    """``bf16`` on a CPU that computes in bf16 (AVX-512 BF16 or AMX): 2.1x fp32 there, with 99.75% of
-    fp32's labels (BENCHMARKS.md); ``fp32`` elsewhere, where torch emulates bf16 at a sixth of fp32's
-    speed (2.5 against 14.9 items/s on an AVX2 EPYC) and the labels are exactly fp32's."""
-    return "bf16" if BF16_FLAGS & (cpu_flags() if flags is None else flags) else "fp32"
+def default_engine(flags: frozenset[str] | None = None) -> str:
+    """``openvino`` on a CPU with int8 multiply-add instructions (VNNI or AMX), where OpenVINO int8 runs
+    2-3x torch bf16 and keeps the trained stand-in's accuracy (bench/README.md, "Agreement"); ``torch``
+    elsewhere, where OpenVINO int8 is no faster than torch fp32."""
+    return "openvino" if INT8_FLAGS & (cpu_flags() if flags is None else flags) else "torch"
 
 
+def default_precision(flags: frozenset[str] | None = None, engine: str = "torch") -> str:
+    """``int8`` for OpenVINO on a CPU with VNNI or AMX. Otherwise ``bf16`` on a CPU that computes in bf16
+    (AVX-512 BF16 or AMX): torch bf16 runs 2.1x fp32 there, with fp32's accuracy; ``fp32`` elsewhere,
+    where torch emulates bf16 at a sixth of fp32's speed (2.5 against 14.9 items/s on an AVX2 EPYC)."""
+    flags = cpu_flags() if flags is None else flags
+    if engine == "openvino" and INT8_FLAGS & flags:
+        return "int8"
+    return "bf16" if BF16_FLAGS & flags else "fp32"
+
+
+def resolve_engine(
+    engine: str | None, precision: str | None, flags: frozenset[str] | None = None
+) -> tuple[str, str, str]:
+    """(engine, precision, torch precision) for FINBERT_ENGINE and FINBERT_PRECISION (None: unset).
+
+    Unset, the engine is this CPU's default (``default_engine``) only when the precision is unset too:
+    a FINBERT_PRECISION set alone keeps meaning torch at that precision, as it always did. Unset, the
+    precision is the engine's default on this CPU. The torch precision is what runs if the engine
+    cannot (OpenVINO missing, or its conversion failed): FINBERT_PRECISION, else torch's default.
+    """
+    flags = cpu_flags() if flags is None else flags
+    chosen_engine = engine or (default_engine(flags) if precision is None else "torch")
+    chosen_precision = precision or default_precision(flags, chosen_engine)
+    return chosen_engine, chosen_precision, precision or default_precision(flags, "torch")
+
+
+#: torch's default precision on this CPU.
 DEFAULT_PRECISION = default_precision()
+#: the engine a process runs here with FINBERT_ENGINE and FINBERT_PRECISION unset.
+DEFAULT_ENGINE = default_engine()
 #: texts per forward pass.
 DEFAULT_BATCH_SIZE = 32
 #: ready jobs a worker takes at once: enough texts to sort by length, so that each forward pass
@@ -109,10 +139,12 @@ class Settings:
     web_username: str | None = None
     web_password: str | None = field(default=None, repr=False)
     metrics_window_minutes: int = DEFAULT_METRICS_WINDOW_MINUTES
-    engine: str = DEFAULT_ENGINE
+    engine: str = "torch"
     engine_cache: Path = field(default_factory=lambda: Path(DEFAULT_ENGINE_CACHE).expanduser())
     #: WORKER_PROCESSES: worker processes sharing this machine (openvino workers pin disjoint cores).
     worker_processes: int = 1
+    #: the precision torch runs at when ``engine`` cannot run (``resolve_engine``).
+    torch_precision: str = DEFAULT_PRECISION
 
 
 def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -183,15 +215,16 @@ def default_torch_threads(processes: int) -> int:
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read every setting from ``environ`` (default: ``os.environ``); raise ConfigError on a bad value."""
     environ = os.environ if environ is None else environ
-    precision = environ.get("FINBERT_PRECISION", DEFAULT_PRECISION).strip().lower() or DEFAULT_PRECISION
-    if precision not in PRECISIONS:
-        raise ConfigError(f"FINBERT_PRECISION={precision!r} must be one of {', '.join(PRECISIONS)}")
+    precision_set = environ.get("FINBERT_PRECISION", "").strip().lower() or None
+    if precision_set is not None and precision_set not in PRECISIONS:
+        raise ConfigError(f"FINBERT_PRECISION={precision_set!r} must be one of {', '.join(PRECISIONS)}")
+    engine_set = environ.get("FINBERT_ENGINE", "").strip().lower() or None
+    if engine_set is not None and engine_set not in ENGINES:
+        raise ConfigError(f"FINBERT_ENGINE={engine_set!r} must be one of {', '.join(ENGINES)}")
+    engine, precision, torch_precision = resolve_engine(engine_set, precision_set, _flags())
     labels_raw = environ.get("FINBERT_LABELS", "").strip()
     labels = tuple(label.strip().lower() for label in labels_raw.split(",")) if labels_raw else None
     processes = _positive_int(environ, "WORKER_PROCESSES", 1)
-    engine = environ.get("FINBERT_ENGINE", "").strip().lower() or DEFAULT_ENGINE
-    if engine not in ENGINES:
-        raise ConfigError(f"FINBERT_ENGINE={engine!r} must be one of {', '.join(ENGINES)}")
     return Settings(
         database_url=_database_url(environ),
         redis_url=environ.get("REDIS_URL", "").strip() or None,
@@ -216,7 +249,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             environ.get("VOLFEFE_ENGINE_CACHE", "").strip() or DEFAULT_ENGINE_CACHE
         ).expanduser(),
         worker_processes=processes,
+        torch_precision=torch_precision,
     )
+
+
+@cache
+def _flags() -> frozenset[str]:
+    return cpu_flags()
 
 
 @cache

@@ -63,6 +63,7 @@ def _date(value: str) -> datetime:
 
 def reclassify(config: Settings, args: argparse.Namespace) -> int:
     from model.classifier import configured_model_version
+    from model.engine_choice import planned_engine
 
     if args.all and not args.force:
         print("volfefe reclassify: error: --all replaces every classification: add --force", file=sys.stderr)
@@ -71,7 +72,10 @@ def reclassify(config: Settings, args: argparse.Namespace) -> int:
         print("volfefe reclassify: error: --timeout goes with --wait", file=sys.stderr)
         return 2
     require_existing_database(config.database_url)
-    target = configured_model_version(config.model, config.precision, engine=config.engine)
+    # What the workers write: the configured engine, or torch where OpenVINO cannot run (not installed,
+    # or its conversion failed): the default engine depends on the CPU and on the build.
+    planned = planned_engine(config)
+    target = configured_model_version(config.model, planned.precision, engine=planned.engine)
     with session_scope(config.database_url) as session:
         if args.ids:
             candidates = reclassification_candidates(session, ids=args.ids)
