@@ -119,10 +119,11 @@ def planned_engine(settings: Settings) -> EngineChoice:
         return _fallback(settings, _install_hint(), warn=False)
     root = cache_root(settings.engine_cache)
     key = _base_key(settings, root)
-    if key is not None:
-        failure = recorded_failure(root, key)
-        if failure is not None:
-            return _fallback(settings, failure, warn=False)
+    if key is None:  # a hub id not fetched yet: the first worker fetches and converts it
+        return EngineChoice(settings.engine, settings.precision)
+    failure = recorded_failure(root, key)
+    if failure is not None:
+        return _fallback(settings, failure, warn=False)
     folder = built_folder(settings.model, settings.precision, settings.max_length, root)
     return EngineChoice(settings.engine, settings.precision, folder)
 
@@ -153,12 +154,13 @@ def ready_conversion(settings: Settings) -> Path:
 
     root = cache_root(settings.engine_cache)
     key = _base_key(settings, root)
-    failure = recorded_failure(root, key) if key is not None else None
-    if failure is not None:
-        raise EngineUnavailable(failure)
-    found = built_folder(settings.model, settings.precision, settings.max_length, root)
-    if found is not None:
-        return found
+    if key is not None:  # else a hub id not fetched yet: build() fetches it
+        failure = recorded_failure(root, key)
+        if failure is not None:
+            raise EngineUnavailable(failure)
+        found = built_folder(settings.model, settings.precision, settings.max_length, root)
+        if found is not None:
+            return found
     return locked_build(settings).folder
 
 
@@ -202,7 +204,7 @@ def locked_build(
         failure = recorded_failure(root, key) if key is not None and not retry_failed else None
         if failure is not None:  # the process we waited for failed
             raise EngineUnavailable(failure)
-        if calibration is not None or built_folder(
+        if calibration is not None or key is None or built_folder(
             settings.model, settings.precision, settings.max_length, root
         ) is None:
             log.info(
@@ -217,6 +219,8 @@ def locked_build(
         except Exception as error:  # a conversion fails in many libraries' ways: each is one line
             reason = str(error) if isinstance(error, ModelLoadError) else _describe(error)
             failed_key = key or _base_key(settings, root)
+            if failed_key is None and isinstance(error, ModelLoadError):
+                raise  # the model itself cannot be read (torch could not either): its own one line
             if failed_key is not None:
                 record_failure(root, failed_key, reason)
             raise EngineUnavailable(reason) from None

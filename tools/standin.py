@@ -57,11 +57,16 @@ SEED = 18
 HELD_OUT_SHARE = 0.3
 #: the training recipe: changing it builds a new stand-in.
 RECIPE: dict[str, Any] = {
-    "version": 2,
+    "version": 3,
     "epochs": 5,
     "batch_size": 32,
     "learning_rate": 1e-4,
-    "warmup_share": 0.06,
+    "warmup_share": 0.1,
+    #: each layer's residual branches (attention and feed-forward output projections) start scaled by
+    #: this, so that the 12 post-LayerNorm layers start near identity and gradients reach every layer
+    #: (as Fixup/ReZero do): at BERT's own initialisation a 12-layer model trained from random weights
+    #: on 1,700 headlines stayed at the majority label for 3 epochs (tried: recipe 2).
+    "residual_init_scale": 0.1,
     #: cross-entropy weighted by (rows / (labels x rows of the label)) ** this: keeps the model off
     #: always answering the majority label (neutral, 66%) while it learns from random weights.
     "class_weight_power": 0.5,
@@ -184,14 +189,25 @@ def train_standin(target: Path, config_json: Path, vocab_txt: Path, data_csv: Pa
     label_ids = {name.lower(): int(index) for index, name in config.id2label.items()}
     torch.manual_seed(SEED)
     model = BertForSequenceClassification(config)
+    with torch.no_grad():
+        for layer in model.bert.encoder.layer:
+            layer.attention.output.dense.weight.mul_(RECIPE["residual_init_scale"])
+            layer.output.dense.weight.mul_(RECIPE["residual_init_scale"])
     autocast = bool(BF16_FLAGS & cpu_flags()) and RECIPE["autocast_bf16_where_native"]
 
+    lengths = {row.index: len(tokenizer(row.text)["input_ids"]) for row in train + held_out}
+
     def batches(rows: list[Row], shuffle: bool, generator: random.Random | None = None):
+        """Batches of rows of similar length (little padding), in shuffled order when training."""
         order = list(range(len(rows)))
         if shuffle and generator is not None:
-            generator.shuffle(order)
+            generator.shuffle(order)  # ties in length are broken randomly, then batches are shuffled
+        order.sort(key=lambda i: lengths[rows[i].index])
         size = RECIPE["batch_size"]
-        for start in range(0, len(order), size):
+        starts = list(range(0, len(order), size))
+        if shuffle and generator is not None:
+            generator.shuffle(starts)
+        for start in starts:
             chosen = [rows[i] for i in order[start : start + size]]
             encoded = tokenizer(
                 [row.text for row in chosen],
