@@ -57,16 +57,14 @@ SEED = 18
 HELD_OUT_SHARE = 0.3
 #: the training recipe: changing it builds a new stand-in.
 RECIPE: dict[str, Any] = {
-    "version": 3,
-    "epochs": 5,
+    #: recipes 1-3 (learning rate 1e-4; batch 16 or 32; residual branches scaled by 0.1 at start or
+    #: not) stayed at the majority label on the held-out part for 3 epochs: the loss stalled near
+    #: chance. At 3e-5 it fell steadily in a short trial.
+    "version": 4,
+    "epochs": 10,
     "batch_size": 32,
-    "learning_rate": 1e-4,
-    "warmup_share": 0.1,
-    #: each layer's residual branches (attention and feed-forward output projections) start scaled by
-    #: this, so that the 12 post-LayerNorm layers start near identity and gradients reach every layer
-    #: (as Fixup/ReZero do): at BERT's own initialisation a 12-layer model trained from random weights
-    #: on 1,700 headlines stayed at the majority label for 3 epochs (tried: recipe 2).
-    "residual_init_scale": 0.1,
+    "learning_rate": 3e-5,
+    "warmup_share": 0.06,
     #: cross-entropy weighted by (rows / (labels x rows of the label)) ** this: keeps the model off
     #: always answering the majority label (neutral, 66%) while it learns from random weights.
     "class_weight_power": 0.5,
@@ -189,10 +187,6 @@ def train_standin(target: Path, config_json: Path, vocab_txt: Path, data_csv: Pa
     label_ids = {name.lower(): int(index) for index, name in config.id2label.items()}
     torch.manual_seed(SEED)
     model = BertForSequenceClassification(config)
-    with torch.no_grad():
-        for layer in model.bert.encoder.layer:
-            layer.attention.output.dense.weight.mul_(RECIPE["residual_init_scale"])
-            layer.output.dense.weight.mul_(RECIPE["residual_init_scale"])
     autocast = bool(BF16_FLAGS & cpu_flags()) and RECIPE["autocast_bf16_where_native"]
 
     lengths = {row.index: len(tokenizer(row.text)["input_ids"]) for row in train + held_out}
