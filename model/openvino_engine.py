@@ -15,11 +15,13 @@ half a conversion.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -265,7 +267,9 @@ def _convert(
         )
     del model  # the torch copy is not needed past the trace
     if calibration is not None:
-        converted = _quantize(converted, calibration, tokenizer, limit, parts["overflow_fix"])
+        # NNCF draws progress bars on standard output: `volfefe classify` writes its JSON lines there.
+        with contextlib.redirect_stdout(sys.stderr):
+            converted = _quantize(converted, calibration, tokenizer, limit, parts["overflow_fix"])
     root.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
     try:
