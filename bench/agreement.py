@@ -309,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--standin", type=Path, help="a built stand-in (default: built or found in its cache)")
     parser.add_argument("--engine-cache", type=Path, help="where conversions are cached (default: a temporary folder)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args(argv)
     from bench.model import resolve_model, resolve_standin
 
@@ -320,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     from bench.engine_report import agreement_lines
 
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
     print("\n".join(agreement_lines({"agreement": results})))
     return 0
 

@@ -38,6 +38,21 @@ WARNING = re.compile(r"warning: OpenVINO \w+ cannot run here \(.*\): running tor
 
 
 @pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (VNNI_AMX, ("torch", "bf16", "bf16")),
+        (ZEN4, ("torch", "bf16", "bf16")),
+        (VNNI_ONLY, ("torch", "fp32", "fp32")),
+        (AVX2, ("torch", "fp32", "fp32")),
+    ],
+)
+def test_as_measured_the_default_is_torch_on_every_cpu(flags: frozenset[str], expected) -> None:
+    """OpenVINO int8 changed 1.4% of the stand-in's labels (config.OPENVINO_INT8_BY_DEFAULT)."""
+    assert config.OPENVINO_INT8_BY_DEFAULT is False
+    assert resolve_engine(None, None, flags) == expected
+
+
+@pytest.mark.parametrize(
     ("flags", "engine", "precision", "expected"),
     [
         # nothing set: the CPU decides the engine and the engine's precision
@@ -60,10 +75,11 @@ WARNING = re.compile(r"warning: OpenVINO \w+ cannot run here \(.*\): running tor
         (VNNI_AMX, "openvino", "bf16", ("openvino", "bf16", "bf16")),
     ],
 )
-def test_the_default_engine_and_precision_follow_the_cpu(
+def test_with_openvino_int8_by_default_the_engine_and_precision_follow_the_cpu(
     flags: frozenset[str], engine: str | None, precision: str | None, expected: tuple[str, str, str]
 ) -> None:
-    assert resolve_engine(engine, precision, flags) == expected
+    """With OpenVINO int8 as the default where it pays (the switch in config)."""
+    assert resolve_engine(engine, precision, flags, int8_by_default=True) == expected
 
 
 def test_settings_read_the_engine_and_precision_as_resolved() -> None:
