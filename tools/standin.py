@@ -20,7 +20,7 @@ input builds a new one. The folder holds the model (loadable by ``FinbertClassif
 
     python -m tools.standin [--cache DIR] [--config ...] [--vocab ...] [--data ...]
 
-prints the folder. Training takes a few minutes on 2 cores (bf16 autocast where the CPU computes
+prints the folder. Training takes about 8 minutes on 2 Sapphire Rapids cores (bf16 autocast where the CPU computes
 in bf16).
 """
 
