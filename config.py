@@ -10,8 +10,8 @@ Every setting has a documented default so that the project runs with nothing set
 | ``VOLFEFE_MODELS`` | ``finbert`` (FINBERT_MODEL alone) | the models every post is read by: ``name=source[;labels=a/b/c][;weight=W]``, comma-separated |
 | ``VOLFEFE_AMBIGUOUS_CONFIDENCE`` | ``0.6`` | a consensus below this confidence is ambiguous (so is one with agreement below half) |
 | ``VOLFEFE_BACKFILL_PER_SWEEP`` | ``20000`` | contents an hourly sweep enqueues for a model added later, at most (new posts first, always all) |
-| ``FINBERT_PRECISION`` | ``bf16`` on a CPU with AVX-512 BF16 or AMX, else ``fp32`` | ``fp32``, ``bf16`` or ``int8`` (see BENCHMARKS.md) |
-| ``FINBERT_ENGINE`` | ``torch`` | ``torch``, or ``openvino`` (the ``openvino`` extra; converted once by ``volfefe model build``) |
+| ``FINBERT_ENGINE`` | ``torch`` (``openvino`` on a CPU with VNNI or AMX once ``OPENVINO_INT8_BY_DEFAULT``) | ``torch``, or ``openvino`` (the ``openvino`` extra; converted once, by the first worker or ``volfefe model build``) |
+| ``FINBERT_PRECISION`` | openvino: ``int8`` on a CPU with VNNI or AMX; torch (and openvino elsewhere): ``bf16`` on a CPU with AVX-512 BF16 or AMX, else ``fp32`` | ``fp32``, ``bf16`` or ``int8`` (see README "Engines and precisions") |
 | ``VOLFEFE_ENGINE_CACHE`` | ``~/.cache/volfefe/engines`` | where converted models are kept (``<key>/model.xml``), outside the repository |
 | ``FINBERT_BATCH_SIZE`` | ``32`` | texts per forward pass |
 | ``WORKER_BATCH_JOBS`` | ``256`` | ready jobs a worker takes at once, sorted by length into forward passes |
@@ -41,7 +41,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -61,13 +61,14 @@ DEFAULT_AMBIGUOUS_CONFIDENCE = 0.6
 #: millions goes at this pace (20,000 an hour) instead of standing in front of new posts.
 DEFAULT_BACKFILL_PER_SWEEP = 20_000
 PRECISIONS = ("fp32", "bf16", "int8")
-#: inference engines; ``openvino`` needs the ``openvino`` extra and a ``volfefe model build``.
+#: inference engines; ``openvino`` needs the ``openvino`` extra (its conversion is built on first use).
 ENGINES = ("torch", "openvino")
-DEFAULT_ENGINE = "torch"
 #: converted models (OpenVINO IR) live here, one folder per conversion key.
 DEFAULT_ENGINE_CACHE = "~/.cache/volfefe/engines"
 #: CPU flags (``/proc/cpuinfo``) of instructions that compute in bf16.
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+#: CPU flags of int8 multiply-add instructions (VNNI, AMX): where OpenVINO int8 pays.
+INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def cpu_flags() -> frozenset[str]:
@@ -82,14 +83,56 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def default_precision(flags: frozenset[str] | None = None) -> str:
-    """``bf16`` on a CPU that computes in bf16 (AVX-512 BF16 or AMX): 2.1x fp32 there, with 99.75% of
-    fp32's labels (BENCHMARKS.md); ``fp32`` elsewhere, where torch emulates bf16 at a sixth of fp32's
-    speed (2.5 against 14.9 items/s on an AVX2 EPYC) and the labels are exactly fp32's."""
-    return "bf16" if BF16_FLAGS & (cpu_flags() if flags is None else flags) else "fp32"
+#: whether OpenVINO int8 is the default on a CPU with VNNI or AMX. It would be the fastest setting
+#: there (356 against 300 items/s for torch bf16 on 2 Sapphire Rapids cores; 206 against 95 on a Zen 4
+#: EPYC), but on the trained stand-in it changed 1.40% of the held-out labels (10 of 716, each with an
+#: fp32 top-two margin under 0.006; accuracy -0.28 points), over the 1% the default rule allows
+#: (README "Engines and precisions"). Everything else is in place (the conversion is built on first
+#: use, torch is the fallback): set this to True once a stand-in or the real weights keep the rule.
+OPENVINO_INT8_BY_DEFAULT = False
 
 
+def default_engine(flags: frozenset[str] | None = None, int8_by_default: bool | None = None) -> str:
+    """``openvino`` on a CPU with int8 multiply-add instructions (VNNI or AMX) when OpenVINO int8 keeps
+    the default rule (``OPENVINO_INT8_BY_DEFAULT``); ``torch`` otherwise (and on every CPU without
+    VNNI, where OpenVINO int8 is no faster than torch fp32)."""
+    wanted = OPENVINO_INT8_BY_DEFAULT if int8_by_default is None else int8_by_default
+    return "openvino" if wanted and INT8_FLAGS & (cpu_flags() if flags is None else flags) else "torch"
+
+
+def default_precision(flags: frozenset[str] | None = None, engine: str = "torch") -> str:
+    """``int8`` for OpenVINO on a CPU with VNNI or AMX. Otherwise ``bf16`` on a CPU that computes in bf16
+    (AVX-512 BF16 or AMX): torch bf16 runs 2.1x fp32 there, with fp32's accuracy; ``fp32`` elsewhere,
+    where torch emulates bf16 at a sixth of fp32's speed (2.5 against 14.9 items/s on an AVX2 EPYC)."""
+    flags = cpu_flags() if flags is None else flags
+    if engine == "openvino" and INT8_FLAGS & flags:
+        return "int8"
+    return "bf16" if BF16_FLAGS & flags else "fp32"
+
+
+def resolve_engine(
+    engine: str | None,
+    precision: str | None,
+    flags: frozenset[str] | None = None,
+    int8_by_default: bool | None = None,
+) -> tuple[str, str, str]:
+    """(engine, precision, torch precision) for FINBERT_ENGINE and FINBERT_PRECISION (None: unset).
+
+    Unset, the engine is this CPU's default (``default_engine``) only when the precision is unset too:
+    a FINBERT_PRECISION set alone keeps meaning torch at that precision, as it always did. Unset, the
+    precision is the engine's default on this CPU. The torch precision is what runs if the engine
+    cannot (OpenVINO missing, or its conversion failed): FINBERT_PRECISION, else torch's default.
+    """
+    flags = cpu_flags() if flags is None else flags
+    chosen_engine = engine or (default_engine(flags, int8_by_default) if precision is None else "torch")
+    chosen_precision = precision or default_precision(flags, chosen_engine)
+    return chosen_engine, chosen_precision, precision or default_precision(flags, "torch")
+
+
+#: torch's default precision on this CPU.
 DEFAULT_PRECISION = default_precision()
+#: the engine a process runs here with FINBERT_ENGINE and FINBERT_PRECISION unset.
+DEFAULT_ENGINE = default_engine()
 #: texts per forward pass.
 DEFAULT_BATCH_SIZE = 32
 #: ready jobs a worker takes at once: enough texts to sort by length, so that each forward pass
@@ -237,7 +280,7 @@ class Settings:
     web_username: str | None = None
     web_password: str | None = field(default=None, repr=False)
     metrics_window_minutes: int = DEFAULT_METRICS_WINDOW_MINUTES
-    engine: str = DEFAULT_ENGINE
+    engine: str = "torch"
     engine_cache: Path = field(default_factory=lambda: Path(DEFAULT_ENGINE_CACHE).expanduser())
     #: WORKER_PROCESSES: worker processes sharing this machine (openvino workers pin disjoint cores).
     worker_processes: int = 1
@@ -256,6 +299,8 @@ class Settings:
     database_statement_timeout: float = DEFAULT_DATABASE_STATEMENT_TIMEOUT
     database_lock_timeout: float = DEFAULT_DATABASE_LOCK_TIMEOUT
     stop_grace: float = DEFAULT_STOP_GRACE
+    #: the precision torch runs at when ``engine`` cannot run (``resolve_engine``).
+    torch_precision: str = DEFAULT_PRECISION
 
     def __post_init__(self) -> None:
         if not self.models:  # built by hand (tests, benchmarks): FINBERT_MODEL's model alone
@@ -271,6 +316,11 @@ class Settings:
             if spec.name == name:
                 return spec
         raise ConfigError(f"no model {name!r} is configured (VOLFEFE_MODELS: {', '.join(self.model_names)})")
+
+    def for_model(self, spec: ModelSpec) -> Settings:
+        """These settings for ``spec`` alone (``model``, ``labels``): what the engine machinery, which
+        converts and caches one model at a time, reads."""
+        return replace(self, model=spec.source, labels=spec.labels, models=(spec,))
 
 
 def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -373,15 +423,16 @@ def default_torch_threads(processes: int) -> int:
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read every setting from ``environ`` (default: ``os.environ``); raise ConfigError on a bad value."""
     environ = os.environ if environ is None else environ
-    precision = environ.get("FINBERT_PRECISION", DEFAULT_PRECISION).strip().lower() or DEFAULT_PRECISION
-    if precision not in PRECISIONS:
-        raise ConfigError(f"FINBERT_PRECISION={precision!r} must be one of {', '.join(PRECISIONS)}")
+    precision_set = environ.get("FINBERT_PRECISION", "").strip().lower() or None
+    if precision_set is not None and precision_set not in PRECISIONS:
+        raise ConfigError(f"FINBERT_PRECISION={precision_set!r} must be one of {', '.join(PRECISIONS)}")
+    engine_set = environ.get("FINBERT_ENGINE", "").strip().lower() or None
+    if engine_set is not None and engine_set not in ENGINES:
+        raise ConfigError(f"FINBERT_ENGINE={engine_set!r} must be one of {', '.join(ENGINES)}")
+    engine, precision, torch_precision = resolve_engine(engine_set, precision_set, _flags())
     labels_raw = environ.get("FINBERT_LABELS", "").strip()
     labels = tuple(label.strip().lower() for label in labels_raw.split(",")) if labels_raw else None
     processes = _positive_int(environ, "WORKER_PROCESSES", 1)
-    engine = environ.get("FINBERT_ENGINE", "").strip().lower() or DEFAULT_ENGINE
-    if engine not in ENGINES:
-        raise ConfigError(f"FINBERT_ENGINE={engine!r} must be one of {', '.join(ENGINES)}")
     model = environ.get("FINBERT_MODEL", "").strip() or DEFAULT_MODEL
     models = parse_models(environ.get("VOLFEFE_MODELS", ""), model, labels)
     return Settings(
@@ -436,7 +487,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             environ, "DATABASE_LOCK_TIMEOUT", DEFAULT_DATABASE_LOCK_TIMEOUT
         ),
         stop_grace=_positive_seconds(environ, "STOP_GRACE", DEFAULT_STOP_GRACE),
+        torch_precision=torch_precision,
     )
+
+
+@cache
+def _flags() -> frozenset[str]:
+    return cpu_flags()
 
 
 @cache

@@ -345,3 +345,58 @@ def layout_for(ceiling: dict[str, Any], precision: str, processes: int) -> dict[
         ),
         None,
     )
+
+
+#: tokens a long post has at least (issue 18: "long posts, 128+ tokens").
+LONG_POST_TOKENS = 128
+
+
+def join_into_long_posts(texts: Sequence[str], tokenizer: Any, count: int) -> list[str]:
+    """``count`` posts of at least LONG_POST_TOKENS tokens, each joining consecutive ``texts`` (cycling)."""
+    from model.visible_text import visible_text
+
+    posts: list[str] = []
+    position = 0
+    while len(posts) < count and texts:
+        parts: list[str] = []
+        while len(tokenizer(" ".join(parts), add_special_tokens=False)["input_ids"]) < LONG_POST_TOKENS:
+            parts.append(visible_text(texts[position % len(texts)]))
+            position += 1
+        posts.append(" ".join(parts))
+    return posts
+
+
+def measure_long_posts(
+    plan: CeilingPlan, texts: Sequence[str], count: int, engine: str, precision: str
+) -> dict[str, Any]:
+    """The classifier alone on long posts at ``engine`` ``precision``, both layouts (what a worker's
+    forward passes cost on posts of 128+ tokens, where attention grows with length)."""
+    import dataclasses
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(plan.model))
+    posts = join_into_long_posts(texts, tokenizer, count)
+    lengths = sorted(len(tokenizer(post)["input_ids"]) for post in posts)
+    long_plan = dataclasses.replace(plan, texts=posts, work_dir=plan.work_dir / "long-posts")
+    if engine != "torch":
+        build_conversion(long_plan, precision, engine)
+    layouts = []
+    errors = []
+    for processes, threads in LAYOUTS:
+        try:
+            figures, _ = measure_layout(long_plan, precision, processes, threads, engine=engine)
+        except (RuntimeError, subprocess.TimeoutExpired, OSError) as error:
+            errors.append(f"{engine} {precision} {layout_name(processes, threads)}: {error}")
+            continue
+        log(f"long posts: {engine} {precision} {figures['layout']}: {figures['items_per_s']:.1f} items/s")
+        layouts.append(figures)
+    return {
+        "engine": engine,
+        "precision": precision,
+        "posts": len(posts),
+        "tokens_median": lengths[len(lengths) // 2] if lengths else None,
+        "tokens_max": lengths[-1] if lengths else None,
+        "layouts": layouts,
+        "errors": errors,
+    }

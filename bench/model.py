@@ -1,4 +1,5 @@
-"""``--model``: an existing model folder, or ``build:DIR`` to build the FinBERT-shaped one there once."""
+"""``--model``: an existing model folder, or ``build:DIR`` to build the FinBERT-shaped one there once;
+``--standin``: the trained stand-in (``tools.standin``), built once into its cache."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import subprocess
 from pathlib import Path
 
 from bench.common import PYTHON, REPO, child_env, log
+from tools.standin import SHARED
 
 BUILD_PREFIX = "build:"
-#: finbert-tone's config.json and a BERT vocabulary, beside the checkout (``../shared``).
-SHARED_CONFIG = REPO.parent / "shared" / "model-config"
+#: finbert-tone's config.json and a BERT vocabulary, beside the checkout (``../shared``, or
+#: VOLFEFE_SHARED_DIR).
+SHARED_CONFIG = SHARED / "model-config"
 CONFIG_JSON = SHARED_CONFIG / "finbert-tone-config.json"
 VOCAB_TXT = SHARED_CONFIG / "bert-base-uncased-vocab.txt"
 #: the only folder inside the checkout where weights may be written (it is gitignored).
@@ -67,3 +70,19 @@ def resolve_model(argument: str) -> tuple[Path, bool]:
     if result.returncode != 0 or not is_model_dir(target):
         raise ModelArgumentError(f"building the model failed:\n{result.stderr[-2000:]}")
     return target, True
+
+
+def resolve_standin(cache: Path | None = None) -> Path:
+    """The trained stand-in's folder: found in its cache, or trained now (a few minutes, once)."""
+    from tools.standin import CONFIG_JSON as STANDIN_CONFIG
+    from tools.standin import DATA_CSV, DEFAULT_CACHE, STANDIN_FILE, ensure_standin
+    from tools.standin import VOCAB_TXT as STANDIN_VOCAB
+
+    for needed in (STANDIN_CONFIG, STANDIN_VOCAB, DATA_CSV):
+        if not needed.is_file():
+            raise ModelArgumentError(f"cannot build the stand-in: {needed} is missing")
+    folder = ensure_standin(cache or DEFAULT_CACHE, log=lambda message: log(f"stand-in: {message}"))
+    if not (folder / STANDIN_FILE).is_file():
+        raise ModelArgumentError(f"the stand-in in {folder} is incomplete")
+    log(f"stand-in: {folder}")
+    return folder

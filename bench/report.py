@@ -6,7 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.ceiling import best_layout, layout_for
-from bench.engine_report import engine_lines, engine_targets
+from bench.engine_report import (
+    agreement_lines,
+    engine_lines,
+    engine_targets,
+    long_post_lines,
+    long_post_targets,
+)
 from bench.markdown import number as _f
 from bench.markdown import percent as _pct
 from bench.markdown import table as _table
@@ -99,8 +105,14 @@ def targets(results: dict[str, Any]) -> list[Target]:
             )
         )
 
+    default = results.get("default_setting") or {"engine": "torch", "precision": results["default_precision"]}
+    default_label = (
+        default["precision"] if default["engine"] == "torch" else f"{default['engine']} {default['precision']}"
+    )
+    postgres_latency = [item for item in results.get("latency", []) if item.get("database") == "postgresql"]
     latency = next(
-        (item for item in results.get("latency", []) if item.get("database") == "postgresql"), None
+        (item for item in postgres_latency if item.get("precision") == default_label),
+        next(iter(postgres_latency), None),
     )
     name = f"idle latency p50 ≤ {LATENCY_TARGET_MS:.0f} ms (PostgreSQL)"
     if latency is None or "p50_ms" not in latency:
@@ -119,11 +131,11 @@ def targets(results: dict[str, Any]) -> list[Target]:
     peaks = [
         memory["peak_rss_mb"]
         for run in results.get("pipeline", [])
-        if run.get("precision") == results["default_precision"] and run.get("engine", "torch") == "torch"
+        if run.get("precision") == default["precision"] and run.get("engine", "torch") == default["engine"]
         for memory in run.get("worker_memory", [])
         if "peak_rss_mb" in memory
     ]
-    name = f"worker peak RSS ≤ {RSS_TARGET_MB:.0f} MB at the default ({results['default_precision']})"
+    name = f"worker peak RSS ≤ {RSS_TARGET_MB:.0f} MB at the default ({default_label})"
     if not peaks:
         found.append(Target(name, "–", None, ""))
     else:
@@ -131,7 +143,13 @@ def targets(results: dict[str, Any]) -> list[Target]:
         found.append(
             Target(name, f"{_f(peak, 0)} MB", peak <= RSS_TARGET_MB, f"{peak - RSS_TARGET_MB:+.0f} MB")
         )
+    found += long_post_targets(results)
     return found + engine_targets(results) + scale_targets(results)
+
+
+def _default_label(results: dict[str, Any]) -> str:
+    default = results.get("default_setting") or {"engine": "torch", "precision": results["default_precision"]}
+    return f"{default['engine']} {default['precision']}"
 
 
 def render_section(results: dict[str, Any]) -> str:
@@ -151,7 +169,8 @@ def render_section(results: dict[str, Any]) -> str:
             else "."
         ),
         f"- Model: `{results['model']}`; texts: `{results['texts_file']}`, {results['items']} of them; "
-        f"default precision {results['default_precision']}, batch size {results['batch_size']}.",
+        f"default here: {_default_label(results)} (torch's precision: {results['default_precision']}), "
+        f"batch size {results['batch_size']}.",
         f"- Command: `{results['command']}` ({results['total_seconds'] / 60:.1f} min).",
     ]
     if results["quick"]:
@@ -196,8 +215,8 @@ def render_section(results: dict[str, Any]) -> str:
             lines += _table(
                 ["batch size", "items/s (warm)", "vs batch 1", "items/s, first pass (cold)"], rows
             )
-        if ceiling["agreement"]:
-            lines += ["", "### Agreement with fp32 (batch 32, all texts)", ""]
+        if ceiling["agreement"] and not (results.get("agreement") or {}).get("models"):
+            lines += ["", "### Agreement with fp32 (batch 32, all texts, random weights)", ""]
             rows = [
                 [
                     precision,
@@ -361,6 +380,8 @@ def render_section(results: dict[str, Any]) -> str:
     for precision, why in (results.get("precisions_left_out") or {}).items():
         lines += [f"- torch {precision} left out: {why}.", ""]
     lines += engine_lines(results)
+    lines += long_post_lines(results)
+    lines += agreement_lines(results)
     lines += scale_lines(results)
 
     if results.get("errors"):

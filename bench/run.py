@@ -2,8 +2,9 @@
 
 python -m bench.run --model PATH|build:DIR --texts FILE.csv [--quick]
 
-Parts, in order: ceiling (+ batch sizes, agreement), pipeline runs (+ idle latency and worker
-memory), the original plan's way, the scale part (100,000 and 1,000,000 contents, no model). Writes bench/results/<timestamp>.json and appends a section to
+Parts, in order: ceiling (+ batch sizes, long posts), agreement (every engine and precision on the
+trained stand-in beside the random model), pipeline runs (+ idle latency and worker memory), the
+original plan's way, the scale part (100,000 and 1,000,000 contents, no model). Writes bench/results/<timestamp>.json and appends a section to
 BENCHMARKS.md. Every server and process it starts is stopped on the way out, also on Ctrl-C.
 """
 
@@ -23,7 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.ceiling import LAYOUTS, CeilingPlan, best_layout, measure_ceiling
+from bench.agreement import measure_agreement
+from bench.ceiling import LAYOUTS, CeilingPlan, best_layout, measure_ceiling, measure_long_posts
 from bench.common import (
     REPO,
     evenly_spaced,
@@ -35,12 +37,12 @@ from bench.common import (
     write_json,
 )
 from bench.latency import measure_latency
-from bench.model import ModelArgumentError, resolve_model
+from bench.model import ModelArgumentError, resolve_model, resolve_standin
 from bench.original import measure_original
 from bench.pipeline import deployment, measure_throughput
 from bench.report import append_section, pipeline_shares, render_section, targets
 from bench.scale import measure_scale
-from config import DEFAULT_BATCH_SIZE, DEFAULT_PRECISION, PRECISIONS
+from config import DEFAULT_BATCH_SIZE, DEFAULT_ENGINE, DEFAULT_PRECISION, PRECISIONS, default_precision
 
 RESULTS_DIR = REPO / "bench" / "results"
 BENCHMARKS_MD = REPO / "BENCHMARKS.md"
@@ -53,8 +55,13 @@ SWEEP_ITEMS = (200, 100)
 LATENCY_ITEMS = (50, 10)
 ORIGINAL_ITEMS = (5, 3)
 SCALE_SIZES = ((100_000, 1_000_000), (100_000,))
-#: OpenVINO precisions measured beside torch's (bf16 runs as f32 on a CPU without bf16 instructions).
-OPENVINO_PRECISIONS = ("fp32", "int8")
+#: OpenVINO precisions measured beside torch's; bf16 too where the CPU computes in bf16 (elsewhere
+#: OpenVINO runs it as f32).
+OPENVINO_PRECISIONS = ("fp32", "int8") + (("bf16",) if DEFAULT_PRECISION == "bf16" else ())
+#: the product's default here (FINBERT_ENGINE and FINBERT_PRECISION unset).
+DEFAULT_SETTING = (DEFAULT_ENGINE, default_precision(engine=DEFAULT_ENGINE))
+#: long posts (headlines joined to 128+ tokens) classified by the default setting alone (full, --quick).
+LONG_POST_ITEMS = (200, 60)
 #: 1-minute load average per core above which the report flags the figures as distorted.
 BUSY_LOAD_PER_CORE = 0.25
 
@@ -73,8 +80,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--skip",
         action="append",
         default=[],
-        choices=["ceiling", "pipeline", "postgres", "latency", "original", "scale"],
+        choices=["ceiling", "agreement", "pipeline", "postgres", "latency", "original", "scale"],
         help="leave a part out (repeatable); targets that need it are reported as not measured",
+    )
+    parser.add_argument(
+        "--standin",
+        type=Path,
+        help="a trained stand-in folder (default: python -m tools.standin's, trained once into its cache)",
     )
     parser.add_argument("--markdown", type=Path, default=BENCHMARKS_MD, help="where to append the section")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
@@ -191,6 +203,16 @@ def run_pipeline_part(
         one_run(database, workers, precision, workers == 1 and "latency" not in args.skip)
     if "postgres" in args.skip:
         return
+    default_engine, default_precision_ = DEFAULT_SETTING
+    if default_engine != "torch":  # the product's default here: W=1 (with idle latency) and W=2
+        for workers in (1, 2):
+            one_run(
+                "postgresql",
+                workers,
+                default_precision_,
+                workers == 1 and "latency" not in args.skip,
+                engine=default_engine,
+            )
     done = [run for run in runs if run["database"] == "postgresql" and "items_per_s" in run]
     best_workers = max(done, key=lambda run: run["items_per_s"])["workers"] if done else LAYOUTS[0][0]
     results["best_workers"] = best_workers
@@ -209,7 +231,8 @@ def run_pipeline_part(
         best = max(measured, key=lambda layout: layout["items_per_s"])
         results["fastest_openvino"] = {"precision": best["precision"], "layout": best["layout"]}
         processes = int(best["processes"])
-        one_run("postgresql", processes, best["precision"], processes == 1, engine="openvino")
+        if ("openvino", best["precision"]) != DEFAULT_SETTING:  # else measured above
+            one_run("postgresql", processes, best["precision"], False, engine="openvino")
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -235,6 +258,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         "texts_file": str(args.texts),
         "items": len(texts),
         "default_precision": DEFAULT_PRECISION,
+        "default_setting": {"engine": DEFAULT_SETTING[0], "precision": DEFAULT_SETTING[1]},
         "batch_size": DEFAULT_BATCH_SIZE,
         "machine": {**dataclasses.asdict(host), "accelerators": host.accelerators},
         "load_start": os.getloadavg()[0],
@@ -261,6 +285,24 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             results["ceiling"] = _guarded(results, "ceiling", lambda: measure_ceiling(plan))
             layouts = (results["ceiling"] or {}).get("layouts") or [{}]
             results["torch_cpu_capability"] = layouts[0].get("cpu_capability", "?")
+            results["long_posts"] = _guarded(
+                results,
+                "long posts",
+                lambda: measure_long_posts(plan, texts, LONG_POST_ITEMS[quick], *DEFAULT_SETTING),
+            )
+        if "agreement" not in args.skip:
+            results["agreement"] = _guarded(
+                results,
+                "agreement",
+                lambda: measure_agreement(
+                    args.standin or resolve_standin(),
+                    model,
+                    work_dir / "agreement",
+                    work_dir / "engines",
+                    quick=args.quick,
+                    default=DEFAULT_SETTING,
+                ),
+            )
         if "pipeline" not in args.skip:
             run_pipeline_part(results, args, model, texts, work_dir, Databases(work_dir, stack))
         if "original" not in args.skip:

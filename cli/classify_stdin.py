@@ -27,8 +27,16 @@ def classify_lines(config: Settings, lines: TextIO, out: TextIO) -> int:
     if not any(visible_text(text) for text in texts):
         print(json.dumps({"error": "no text to classify on standard input"}), file=out)
         return 1
+    from model.engine_choice import planned_engine
     from model.warm import warm_classifiers
 
+    for spec in config.models:
+        planned = planned_engine(config.for_model(spec))
+        if planned.engine != "torch" and planned.folder is None:
+            print(
+                f"converting model {spec.name} for {planned.engine} {planned.precision} (once; cached)",
+                file=sys.stderr,
+            )
     classifiers = warm_classifiers(config)
     visible = [visible_text(text) for text in texts]
     to_run = [text for text in visible if text]

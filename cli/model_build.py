@@ -1,9 +1,10 @@
 """``volfefe model build``: convert the configured model for its engine once, before any worker starts.
 
-A worker never converts while jobs wait: loading an OpenVINO engine whose conversion is missing fails
-with one line naming this command. The conversion is cached outside the repository
-(VOLFEFE_ENGINE_CACHE) and rebuilt only when its key changes (model files, precision, library
-versions, maximum length, calibration texts).
+Optional: the first worker that needs the conversion builds it (the others wait), so this only moves
+the wait before the workers start, calibrates int8 on your own contents (``--calibrate-from-db``), or
+tries again after a conversion failed (workers then run torch, and do not try again by themselves).
+The conversion is cached outside the repository (VOLFEFE_ENGINE_CACHE) and rebuilt only when its key
+changes (model files, precision, library versions, maximum length, calibration texts).
 """
 
 from __future__ import annotations
@@ -40,9 +41,8 @@ def run_model_command(config: Settings, args: argparse.Namespace) -> int:
     if config.engine == "torch":
         print("FINBERT_ENGINE=torch runs the model as it is: nothing to build")
         return 0
-    from model.openvino_engine import build, cache_root
+    from model.engine_choice import locked_build
 
-    started = time.perf_counter()
     calibration = None
     if args.calibrate_from_db:
         from db.existence import require_existing_database
@@ -50,17 +50,21 @@ def run_model_command(config: Settings, args: argparse.Namespace) -> int:
 
         require_existing_database(config.database_url)
         calibration = database_texts(config.database_url)
-    result = build(
-        config.model, config.precision, config.max_length, cache_root(config.engine_cache), calibration
-    )
-    seconds = time.perf_counter() - started
-    used = result.record.get("calibration")
-    calibrated = f", calibrated on {used['texts']} texts ({used['source']})" if used else ""
-    if result.converted:
-        print(f"built {config.engine} {config.precision} in {seconds:.1f}s{calibrated}: {result.folder}")
-    else:
-        print(
-            f"already built {config.engine} {config.precision} (conversion took {result.record['seconds']}s"
-            f"{calibrated}; checked in {seconds:.1f}s): {result.folder}"
-        )
+    for spec in config.models:  # each model of VOLFEFE_MODELS has its own conversion
+        started = time.perf_counter()
+        # Under the workers' lock; a failure recorded by a worker is tried again (cleared on success).
+        result = locked_build(config.for_model(spec), calibration, retry_failed=True)
+        seconds = time.perf_counter() - started
+        used = result.record.get("calibration")
+        calibrated = f", calibrated on {used['texts']} texts ({used['source']})" if used else ""
+        which = f"model {spec.name}: " if len(config.models) > 1 else ""
+        if result.converted:
+            print(
+                f"{which}built {config.engine} {config.precision} in {seconds:.1f}s{calibrated}: {result.folder}"
+            )
+        else:
+            print(
+                f"{which}already built {config.engine} {config.precision} (conversion took "
+                f"{result.record['seconds']}s{calibrated}; checked in {seconds:.1f}s): {result.folder}"
+            )
     return 0

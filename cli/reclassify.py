@@ -69,6 +69,7 @@ def _date(value: str) -> datetime:
 
 def reclassify(config: Settings, args: argparse.Namespace) -> int:
     from model.classifier import configured_model_version
+    from model.engine_choice import planned_engine
 
     if args.all and not args.force:
         print("volfefe reclassify: error: --all replaces every classification: add --force", file=sys.stderr)
@@ -78,10 +79,12 @@ def reclassify(config: Settings, args: argparse.Namespace) -> int:
         return 2
     specs = [config.model_spec(args.model)] if args.model else list(config.models)
     require_existing_database(config.database_url)
-    targets = {
-        spec.name: configured_model_version(spec.source, config.precision, engine=config.engine)
-        for spec in specs
-    }
+    # What the workers write: the configured engine, or torch where OpenVINO cannot run (not installed,
+    # or its conversion failed): the default engine depends on the CPU and on the build.
+    targets = {}
+    for spec in specs:
+        planned = planned_engine(config.for_model(spec))
+        targets[spec.name] = configured_model_version(spec.source, planned.precision, engine=planned.engine)
     names = list(targets)
     with session_scope(config.database_url) as session:
         if args.ids:

@@ -152,11 +152,18 @@ def run(config: Settings, posts: Path, worker_count: int) -> int:
     models = ", ".join(f"{spec.name} {spec.source}" for spec in config.models)
     print(f"database {describe(config.database_url)}; model {models} ({engine}{config.precision})")
     upgrade(config.database_url)
-    if config.engine != "torch":  # the workers only load a conversion; it is built here, before them
-        from model.engines import ensure_engine_built
+    if config.engine != "torch":  # converted here, in view, once; the workers then find it cached
+        from model.engine_choice import prepare_engine
 
-        print(f"converting the model for {config.engine} {config.precision} (once; cached)", flush=True)
-        print(f"conversion: {ensure_engine_built(config)}")
+        for spec in config.models:
+            print(
+                f"converting the model{'' if len(config.models) == 1 else ' ' + spec.name} for "
+                f"{config.engine} {config.precision} (once; cached)",
+                flush=True,
+            )
+            choice = prepare_engine(config.for_model(spec))  # cannot be made: one warning line, torch
+            if choice.folder is not None:
+                print(f"conversion: {choice.folder}")
     embedded_here = config.redis_url is None and not embedded_redis_running(config.data_dir)
     url = redis_url(config)
     log_dir = config.data_dir / "logs"

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from config import DEFAULT_BATCH_SIZE, DEFAULT_ENGINE, DEFAULT_MAX_LENGTH, ENGINES, PRECISIONS
+from config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, ENGINES, PRECISIONS
 from errors import first_line
-from model.engines import Engine, ModelLoadError, TorchEngine, engine_tag
+from model.engines import Engine, EngineLoadError, ModelLoadError, TorchEngine, engine_tag
 from model.labels import LabelError, sentiment_labels
 from model.model_marks import RANDOM_WEIGHTS_KEY, RANDOM_WEIGHTS_TAG
 from model.windows import aggregate, split_into_windows
@@ -99,7 +99,7 @@ def _model_version(
     revision: str | None,
     precision: str,
     random_weights: bool = False,
-    engine: str = DEFAULT_ENGINE,
+    engine: str = "torch",
 ) -> str:
     """``<hub id or folder>[@<revision>][+random-weights]+<precision>`` for torch, ``...+openvino-<precision>``
     for another engine (see model.model_marks, model.engines.engine_tag)."""
@@ -117,7 +117,7 @@ def _check_choices(precision: str, engine: str) -> None:
         raise ModelLoadError(f"FINBERT_ENGINE={engine!r} must be one of {', '.join(ENGINES)}")
 
 
-def configured_model_version(source: str, precision: str, engine: str = DEFAULT_ENGINE) -> str:
+def configured_model_version(source: str, precision: str, engine: str = "torch") -> str:
     """The ``model_version`` a worker loading ``source`` at ``precision`` in ``engine`` will write, read
     from the model's config alone (no weights): what ``volfefe reclassify`` compares stored classifications to."""
     _check_choices(precision, engine)
@@ -161,14 +161,15 @@ class FinbertClassifier:
         max_length: int = DEFAULT_MAX_LENGTH,
         batch_size: int = DEFAULT_BATCH_SIZE,
         labels: Sequence[str] | None = None,
-        engine: str = DEFAULT_ENGINE,
+        engine: str = "torch",
         engine_cache: Path | None = None,
         threads: int | None = None,
         setting: str = "FINBERT_MODEL",
     ) -> FinbertClassifier:
         """Load ``source`` (hub id or local folder) at ``precision`` in ``engine``; raise ModelLoadError
-        on any failure. ``openvino`` reads the conversion ``volfefe model build`` left in ``engine_cache``
-        (and runs ``threads`` inference threads); it never holds the torch model."""
+        on any failure (EngineLoadError: the model is fine, its OpenVINO conversion is not). ``openvino``
+        reads the conversion built in ``engine_cache`` (``model.engine_choice`` builds it; this raises
+        when there is none) and runs ``threads`` inference threads; it never holds the torch model."""
         _check_choices(precision, engine)
         started = time.perf_counter()
         tokenizer, loaded = _load_pretrained(source, weights=engine == "torch", setting=setting)
@@ -187,7 +188,15 @@ class FinbertClassifier:
         else:
             from model.openvino_engine import load_openvino_engine
 
-            runner = load_openvino_engine(source, precision, max_length, engine_cache, threads)
+            try:
+                runner = load_openvino_engine(source, precision, max_length, engine_cache, threads)
+            except ModelLoadError as error:  # no conversion, or the extra is missing
+                raise EngineLoadError(str(error)) from None
+            except Exception as error:  # OpenVINO's own errors (a conversion that does not compile)
+                raise EngineLoadError(
+                    f"cannot load the OpenVINO {precision} conversion of FINBERT_MODEL={source!r}: "
+                    f"{first_line(error)}"
+                ) from None
         classifier = cls(runner, tokenizer, names, version, limit, batch_size)
         classifier.classify(
             ["warm up"]

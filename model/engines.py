@@ -2,12 +2,11 @@
 
 The classifier owns the tokenizer, labels, windows and batching; an engine only runs the model. ``torch``
 runs the transformers model in place at fp32, bf16 or dynamic int8; ``openvino`` (``model.openvino_engine``)
-runs a conversion built beforehand by ``volfefe model build``.
+runs a conversion built once (``model.engine_choice`` builds it on first use, or falls back to torch).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -17,11 +16,13 @@ from errors import VolfefeError
 if TYPE_CHECKING:
     import torch
 
-    from config import Settings
-
 
 class ModelLoadError(VolfefeError):
     """FINBERT_MODEL could not be loaded; the message is one readable line."""
+
+
+class EngineLoadError(ModelLoadError):
+    """The model is fine but its engine (an OpenVINO conversion) cannot be loaded here; one line."""
 
 
 class Engine(Protocol):
@@ -60,16 +61,3 @@ def _apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     if precision == "int8":
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     return model
-
-
-def ensure_engine_built(settings: Settings) -> Path | None:
-    """Build the configured engine's conversion unless one is cached; its folder (None for torch).
-
-    A conversion already built for this model, engine and precision is kept whatever texts calibrated
-    it; otherwise int8 is calibrated on the shipped sample (``model/calibration_texts.txt``).
-    """
-    if settings.engine == "torch":
-        return None
-    from model.openvino_engine import ensure_built
-
-    return ensure_built(settings)

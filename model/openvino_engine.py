@@ -1,9 +1,12 @@
-"""OpenVINO: the model converted once (``volfefe model build``), cached outside the repository, compiled at load.
+"""OpenVINO: the model converted once (by the first worker, or ``volfefe model build``), cached outside the
+repository, compiled at load.
 
 A conversion lives in ``<VOLFEFE_ENGINE_CACHE>/<key>/`` (``model.xml``, ``model.bin``, ``build.json``). The
 key is a sha256 over the model's identity (a folder: name, size and sha256 of its config and weight
 files; a hub id: id and resolved revision), the engine, the precision, the library versions, the
-maximum length, the conversion recipe and, for int8, the calibration texts. A worker finds its
+maximum length, the conversion recipe and, for int8, the calibration texts. File hashes are remembered
+in ``hashes/`` per (path, size, mtime, inode), so a worker starting on a cached conversion does not
+read the weights again. A worker finds its
 conversion through ``current/<base key>``, where the base key leaves the calibration texts out (a
 worker cannot know which texts the user calibrated on); every build points it at the folder it made
 or reused. Folders are built in a temporary folder and renamed into place, so a reader never sees
@@ -12,11 +15,13 @@ half a conversion.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -24,16 +29,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from config import DEFAULT_ENGINE_CACHE
 from model.calibration import CalibrationTexts, sample_texts
 from model.engines import ModelLoadError
-
-if TYPE_CHECKING:
-    from config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +85,42 @@ def _file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def model_identity(source: str) -> dict[str, Any]:
-    """What makes two models the same: a folder's config and weight files, or a hub id at its revision."""
+def remembered_sha256(path: Path, memo: Path | None) -> str:
+    """``path``'s sha256, remembered in ``memo`` (a folder) per (path, size, mtime_ns, inode, device):
+    a worker that starts on a cached conversion does not read 440 MB of weights again to find its key.
+    A file written anew gets a new mtime (or inode), so its bytes are hashed again."""
+    if memo is None:
+        return _file_sha256(path)
+    facts = path.stat()
+    identity = f"{path.resolve()}\0{facts.st_size}\0{facts.st_mtime_ns}\0{facts.st_ino}\0{facts.st_dev}"
+    entry = memo / hashlib.sha256(identity.encode()).hexdigest()
+    try:
+        remembered = entry.read_text().strip()
+        if len(remembered) == 64:
+            return remembered
+    except OSError:
+        pass
+    digest = _file_sha256(path)
+    try:
+        memo.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=memo, prefix=".hash-")
+        with os.fdopen(handle, "w") as file:
+            file.write(digest + "\n")
+        os.replace(temporary, entry)
+    except OSError:
+        pass  # a read-only cache: hashed again next time
+    return digest
+
+
+def model_identity(source: str, memo: Path | None = None) -> dict[str, Any]:
+    """What makes two models the same: a folder's config and weight files, or a hub id at its revision.
+    File hashes are remembered in ``memo`` (``remembered_sha256``)."""
     folder = Path(source).expanduser()
     if folder.is_dir():
         files = sorted({path for pattern in IDENTITY_PATTERNS for path in folder.glob(pattern)})
         return {
             "files": [
-                {"name": path.name, "size": path.stat().st_size, "sha256": _file_sha256(path)}
+                {"name": path.name, "size": path.stat().st_size, "sha256": remembered_sha256(path, memo)}
                 for path in files
             ]
         }
@@ -120,11 +150,15 @@ def int8_overflow_fix() -> str:
     return "first_layer_only" if _cpu_has_vnni() else "enable"
 
 
-def base_parts(source: str, precision: str, max_length: int) -> dict[str, Any]:
-    """Every part of the key except the calibration texts."""
+#: folder of the engine cache remembering the sha256 of model files (``remembered_sha256``).
+HASHES = "hashes"
+
+
+def base_parts(source: str, precision: str, max_length: int, root: Path | None = None) -> dict[str, Any]:
+    """Every part of the key except the calibration texts (file hashes remembered under ``root``)."""
     parts = {
         "recipe": RECIPE,
-        "model": model_identity(source),
+        "model": model_identity(source, root / HASHES if root is not None else None),
         "engine": ENGINE,
         "precision": precision,
         "max_length": max_length,
@@ -145,7 +179,7 @@ def cache_root(configured: Path | None) -> Path:
 
 def built_folder(source: str, precision: str, max_length: int, root: Path) -> Path | None:
     """The conversion a worker would load for these settings, or None when none was built."""
-    pointer = root / POINTERS / key_of(base_parts(source, precision, max_length))
+    pointer = root / POINTERS / key_of(base_parts(source, precision, max_length, root))
     try:
         folder = root / pointer.read_text().strip()
     except OSError:
@@ -178,14 +212,14 @@ def build(
     ov = import_openvino()
     started = time.perf_counter()
     try:
-        base = base_parts(source, precision, max_length)
+        base = base_parts(source, precision, max_length, root)
     except ModelLoadError:
         if Path(source).expanduser().is_dir():
             raise
         from model.classifier import _load_pretrained
 
         _load_pretrained(source, weights=False)  # a hub id met for the first time: fetch its config
-        base = base_parts(source, precision, max_length)
+        base = base_parts(source, precision, max_length, root)
     parts = dict(base)
     if precision == "int8":
         calibration = calibration or sample_texts()
@@ -226,13 +260,16 @@ def _convert(
     with torch.no_grad(), warnings.catch_warnings():
         # the trace fixes two shape checks that hold for every input of ours (mask as long as the ids)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # transformers' deprecations the tracer touches
         converted = ov.convert_model(
             model,
             example_input={"input_ids": example["input_ids"], "attention_mask": example["attention_mask"]},
         )
     del model  # the torch copy is not needed past the trace
     if calibration is not None:
-        converted = _quantize(converted, calibration, tokenizer, limit, parts["overflow_fix"])
+        # NNCF draws progress bars on standard output: `volfefe classify` writes its JSON lines there.
+        with contextlib.redirect_stdout(sys.stderr):
+            converted = _quantize(converted, calibration, tokenizer, limit, parts["overflow_fix"])
     root.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
     try:
@@ -293,15 +330,6 @@ def _point(root: Path, base_key: str, key: str) -> None:
     os.replace(temporary, pointers / base_key)
 
 
-def ensure_built(settings: Settings) -> Path:
-    """The configured conversion's folder, built now (sample calibration) when none is cached."""
-    root = cache_root(settings.engine_cache)
-    found = built_folder(settings.model, settings.precision, settings.max_length, root)
-    if found is not None:
-        return found
-    return build(settings.model, settings.precision, settings.max_length, root).folder
-
-
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
@@ -341,6 +369,6 @@ def load_openvino_engine(
     if folder is None:
         raise ModelLoadError(
             f"no OpenVINO {precision} conversion of FINBERT_MODEL={source!r} in {root}: "
-            "run `volfefe model build` first (it converts once, then every worker loads it)"
+            "run `volfefe model build` (or start a worker: the first one converts, once)"
         )
     return OpenVinoEngine(folder / IR_FILE, precision, threads)

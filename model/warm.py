@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from config import DEFAULT_MODEL_NAME, ModelSpec, Settings, settings
 from model.classifier import FinbertClassifier, configure_torch
+from model.engine_choice import EngineChoice, prepare_engine, record_openvino_load_failure
+from model.engines import EngineLoadError
 
 #: model name -> its loaded classifier.
 _classifiers: dict[str, FinbertClassifier] = {}
@@ -18,30 +20,47 @@ def _setting(spec: ModelSpec, config: Settings) -> str:
 
 
 def warm_classifiers(config: Settings | None = None) -> dict[str, FinbertClassifier]:
-    """Every configured model's classifier, by name in configuration order, each loaded on first use."""
+    """Every configured model's classifier, by name in configuration order, each loaded on first use.
+
+    With OpenVINO, each model's conversion is made ready first (``model.engine_choice``: built once
+    under a lock, or torch with one warning line when it cannot be), then the process pins its cores.
+    """
     global _configured
     config = config or settings()
     missing = [spec for spec in config.models if spec.name not in _classifiers]
     if missing and not _configured:
         configure_torch(config.torch_threads)
-        if config.engine == "openvino":  # it pins its threads: workers must not share cores
+        _configured = True
+    pinned = False
+    for spec in missing:
+        one = config.for_model(spec)
+        choice = prepare_engine(one)
+        if choice.engine == "openvino" and not pinned:  # it pins its threads: workers must not share cores
             from model.pinning import claim_cores
 
             claim_cores(config.worker_processes)
-        _configured = True
-    for spec in missing:
-        _classifiers[spec.name] = FinbertClassifier.load(
-            spec.source,
-            config.precision,
-            config.max_length,
-            config.batch_size,
-            spec.labels,
-            engine=config.engine,
-            engine_cache=config.engine_cache,
-            threads=config.torch_threads,
-            setting=_setting(spec, config),
-        )
+            pinned = True
+        try:
+            _classifiers[spec.name] = _load(one, spec, choice, _setting(spec, config))
+        except EngineLoadError as error:
+            # The conversion is there but does not load here: torch, as after a failed build.
+            fallback = record_openvino_load_failure(one, str(error))
+            _classifiers[spec.name] = _load(one, spec, fallback, _setting(spec, config))
     return {spec.name: _classifiers[spec.name] for spec in config.models}
+
+
+def _load(config: Settings, spec: ModelSpec, choice: EngineChoice, setting: str) -> FinbertClassifier:
+    return FinbertClassifier.load(
+        spec.source,
+        choice.precision,
+        config.max_length,
+        config.batch_size,
+        spec.labels,
+        engine=choice.engine,
+        engine_cache=config.engine_cache,
+        threads=config.torch_threads,
+        setting=setting,
+    )
 
 
 def warm_classifier(config: Settings | None = None) -> FinbertClassifier:

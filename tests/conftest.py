@@ -10,6 +10,15 @@ import os
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["HF_HUB_OFFLINE"] = "1"
+# On a CPU with VNNI or AMX the default engine is OpenVINO: conversions made by commands and workers
+# that tests start with the defaults go to this session's own cache, never the user's.
+if "VOLFEFE_ENGINE_CACHE" not in os.environ:
+    import atexit
+    import shutil as _shutil
+    import tempfile as _tempfile
+
+    os.environ["VOLFEFE_ENGINE_CACHE"] = _tempfile.mkdtemp(prefix="volfefe-test-engines-")
+    atexit.register(_shutil.rmtree, os.environ["VOLFEFE_ENGINE_CACHE"], True)
 
 import contextlib
 import shutil

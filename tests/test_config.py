@@ -17,7 +17,8 @@ def test_defaults_with_nothing_set() -> None:
     assert settings.database_url == "sqlite:///volfefe.db" == config.DEFAULT_DATABASE_URL
     assert settings.redis_url is None
     assert settings.model == "yiyanghkust/finbert-tone"
-    assert settings.precision == config.default_precision()
+    assert settings.engine == config.default_engine()
+    assert settings.precision == config.default_precision(engine=settings.engine)
     assert settings.batch_size == 32
     assert settings.batch_wait_ms == 2.0
     assert settings.max_length == 512

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+import config
 from config import ConfigError, load_settings
 from db.migrate import upgrade
 from db.models import Content
@@ -181,6 +182,7 @@ def test_a_changed_model_file_is_converted_again_and_loaded(tiny_model_dir: Path
 
 
 def test_loading_without_a_build_names_the_build_command(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The library call loads what is built; a worker builds first (model.engine_choice)."""
     with pytest.raises(ModelLoadError) as raised:
         load(tiny_model_dir, "int8", tmp_path / "empty-cache")
     message = str(raised.value)
@@ -203,7 +205,8 @@ def test_a_missing_openvino_extra_is_one_line(
 
 
 def test_engine_setting() -> None:
-    assert load_settings({}).engine == "torch"
+    assert load_settings({}).engine == config.DEFAULT_ENGINE  # follows the CPU (tests/test_engine_default.py)
+    assert load_settings({"FINBERT_PRECISION": "bf16"}).engine == "torch"
     assert load_settings({"FINBERT_ENGINE": " OpenVINO "}).engine == "openvino"
     assert load_settings({"VOLFEFE_ENGINE_CACHE": "/x/y"}).engine_cache == Path("/x/y")
     with pytest.raises(ConfigError, match="FINBERT_ENGINE='onnx' must be one of torch, openvino"):
@@ -345,9 +348,11 @@ def test_two_pinned_processes_get_disjoint_cores(tmp_path: Path, claimers) -> No
 
 
 @pytest.mark.integration
-def test_a_real_worker_classifies_through_openvino_and_refuses_to_start_without_a_build(
+def test_a_real_worker_classifies_through_a_conversion_built_beforehand(
     redis_url: str, sqlite_url: str, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
+    """Built by `volfefe model build`'s code first; a worker on an empty cache builds it itself
+    (tests/test_engine_default.py)."""
     from redis import Redis
 
     from db.models import Classification
@@ -356,14 +361,6 @@ def test_a_real_worker_classifies_through_openvino_and_refuses_to_start_without_
 
     upgrade(sqlite_url)
     settings_ = {"FINBERT_ENGINE": "openvino", "VOLFEFE_ENGINE_CACHE": str(tmp_path / "cache")}
-    unbuilt = WorkerProcess(redis_url, sqlite_url, tiny_model_dir, tmp_path / "unbuilt.log", env=settings_)
-    unbuilt.start(wait_ready=False)
-    try:
-        wait_for(lambda: not unbuilt.running, 90, what="the worker without a conversion to exit")
-        assert "run `volfefe model build` first" in unbuilt.log()
-    finally:
-        unbuilt.stop()
-
     openvino_engine.build(str(tiny_model_dir), "fp32", 512, tmp_path / "cache")
     with session_scope(sqlite_url) as session:
         contents = [Content(source="t", external_id=str(i), text=text) for i, text in enumerate(TEXTS)]
@@ -376,6 +373,7 @@ def test_a_real_worker_classifies_through_openvino_and_refuses_to_start_without_
     try:
         wait_for(lambda: READY_LINE in worker.log() or not worker.running, 90, what="the worker's model")
         assert worker.running, worker.log()[-2000:]
+        assert "building the OpenVINO" not in worker.log()  # found cached
         enqueue_ids(connection, sqlite_url, ids)
 
         def stored() -> dict[int, str]:

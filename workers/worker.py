@@ -210,11 +210,10 @@ class FinbertWorker(SimpleWorker):
             self._exit_at_start(str(error))
         self.connection.delete(START_FAILURES_KEY.format(host=socket.gethostname()))
         self.log.info(
-            "Worker: %s loaded in %.2fs (precision %s, %d torch threads, up to %d jobs at "
-            "once in forward passes of %d); database %s (id %s), queue %s",
+            "Worker: %s loaded in %.2fs (engine and precision as their versions say, %d threads, up to "
+            "%d jobs at once in forward passes of %d); database %s (id %s), queue %s",
             ", ".join(f"model {name} {classifier.model_version}" for name, classifier in classifiers.items()),
             time.perf_counter() - started,
-            self.config.precision,
             self.config.torch_threads,
             self.config.worker_batch_jobs,
             self.config.batch_size,
