@@ -56,19 +56,32 @@ def _hub_reachable(endpoint: str) -> bool:
         return False
 
 
-def _load_pretrained(source: str, weights: bool = True):
+#: what a FinBERT loading error tells the user to do.
+FINBERT_LOAD_FIX = (
+    "set FINBERT_MODEL to a local model folder (config.json, weights and tokenizer files); for a trial "
+    "with random weights (meaningless labels): .venv/bin/python -m tools.random_model --tiny models/tiny "
+    "then FINBERT_MODEL=models/tiny ./scripts/demo"
+)
+
+
+def _load_pretrained(
+    source: str,
+    weights: bool = True,
+    model_class: type = AutoModelForSequenceClassification,
+    setting: str = "FINBERT_MODEL",
+    fix: str = FINBERT_LOAD_FIX,
+):
     """Tokenizer and model (or only its config, without ``weights``) from a local folder, the local
-    cache, or the hub, in that order."""
+    cache, or the hub, in that order.
+
+    ``model_class`` is the transformers auto class of the model (a sequence classifier for FinBERT, a
+    token classifier for entities); errors name the setting ``setting`` and end with ``fix``.
+    """
     from transformers import logging as transformers_logging
 
-    fix = (
-        "set FINBERT_MODEL to a local model folder (config.json, weights and tokenizer files); for a trial "
-        "with random weights (meaningless labels): .venv/bin/python -m tools.random_model --tiny models/tiny "
-        "then FINBERT_MODEL=models/tiny ./scripts/demo"
-    )
     looks_like_path = source.startswith((".", "/", "~")) or source.count("/") > 1  # hub ids: "org/name"
     if looks_like_path and not Path(source).expanduser().is_dir():
-        raise ModelLoadError(f"cannot load FINBERT_MODEL={source!r}: no such folder; {fix}")
+        raise ModelLoadError(f"cannot load {setting}={source!r}: no such folder; {fix}")
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
     local = Path(source).expanduser().is_dir()
@@ -80,18 +93,18 @@ def _load_pretrained(source: str, weights: bool = True):
 
             if constants.HF_HUB_OFFLINE or not _hub_reachable(constants.ENDPOINT):
                 raise ModelLoadError(
-                    f"cannot load FINBERT_MODEL={source!r}: the model hub ({constants.ENDPOINT}) cannot be "
+                    f"cannot load {setting}={source!r}: the model hub ({constants.ENDPOINT}) cannot be "
                     f"reached and the model is not in the local cache; {fix}"
                 )
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
             if not weights:
                 return tokenizer, AutoConfig.from_pretrained(source, local_files_only=local_only)
-            model = AutoModelForSequenceClassification.from_pretrained(source, local_files_only=local_only)
+            model = model_class.from_pretrained(source, local_files_only=local_only)
             return tokenizer, model
         except Exception as failure:  # transformers raises OSError, ValueError, HTTP errors...
             error = failure
-    raise ModelLoadError(f"cannot load FINBERT_MODEL={source!r}: {first_line(error)}; {fix}") from None
+    raise ModelLoadError(f"cannot load {setting}={source!r}: {first_line(error)}; {fix}") from None
 
 
 def _model_version(
