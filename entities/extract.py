@@ -7,7 +7,8 @@ model; a worker builds one and keeps it. It finds:
 2. with a model, organisation spans that no rule found, resolved to the list by
    ``entities.resolve``: a resolved one is a mention with method ``model``; one that resolves to no
    asset is kept as an unlinked mention (``symbol`` ``None``) for people to read, and links nothing.
-   An organisation the rules refused (``Ford`` in ``Harrison Ford``) does not resolve to that asset.
+   An organisation the rules refused (``Ford`` in ``Harrison Ford``) does not resolve to that asset;
+   one in a web link or domain name (``acme.com``) is no mention, as for the rules.
    The model's person spans also refuse an equity's alias inside them (``Tim Cook`` stays a person).
 
 A text that names no asset (unlinked organisations do not count) is linked to the default asset
@@ -23,7 +24,7 @@ from entities.assets import AssetList, load_assets
 from entities.mentions import ALIAS, MODEL, Entities, Mention, link_mentions
 from entities.ner import EntityRecognizer, NamedSpan
 from entities.resolve import OrgResolver
-from entities.rules import RuleMatcher, Veto
+from entities.rules import RuleMatcher, Veto, link_spans
 from entities.settings import DEFAULT_ASSET, DEFAULT_ASSET_ENV, EntitySettings, read_settings
 from errors import VolfefeError
 from model.visible_text import read_post
@@ -96,12 +97,15 @@ class EntityExtractor:
                 vetoes.append(Veto(mention.start, mention.end, mention.symbol or ""))
             else:
                 kept.append(mention)
+        links = link_spans(text)
         for span in named:
-            if span.label != "ORG" or any(_overlap(span, mention) for mention in kept):
+            if span.label != "ORG" or any(_overlap(span, other.start, other.end) for other in kept):
+                continue
+            if any(_overlap(span, start, end) for start, end in links):  # as the rules: not in a link
                 continue
             asset = self._orgs.resolve(text[span.start : span.end])
             if asset is not None and any(
-                veto.symbol == asset.symbol and _overlap(span, veto) for veto in vetoes
+                veto.symbol == asset.symbol and _overlap(span, veto.start, veto.end) for veto in vetoes
             ):
                 asset = None
             symbol, kind = (asset.symbol, asset.kind) if asset else (None, None)
@@ -112,8 +116,8 @@ class EntityExtractor:
         return kept
 
 
-def _overlap(span: NamedSpan, other: Mention | Veto) -> bool:
-    return span.start < other.end and other.start < span.end
+def _overlap(span: NamedSpan, start: int, end: int) -> bool:
+    return span.start < end and start < span.end
 
 
 def _within_any(mention: Mention, spans: list[NamedSpan]) -> bool:

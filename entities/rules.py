@@ -15,9 +15,11 @@ The rules, each tested (tests/test_entities_rules.py):
   ``apple.com``) is a mention. The visible text has dropped most links already; this also holds
   for text that was not read through ``model.visible_text``.
 - **People.** An equity's one-word name right after a title (``President Ford``, ``Mr. Ford``)
-  or a common first name (``Harrison Ford``, ``Gerald R. Ford``, ``Christine Blasey Ford``;
-  ``first_names.txt``) names a person, and then so does every other lone use of that name in the
-  text (``... Ford said``): one sense per post.
+  or a common first name, with or without a middle initial (``Harrison Ford``, ``Gerald R. Ford``;
+  ``first_names.txt``), names a person, and then so does every other lone use of that name in the
+  text (``... Ford said``): one sense per post. A middle *name* is not looked through: in
+  ``Donald Trump Tesla`` the first name is not the company's; ``Christine Blasey Ford`` is left to
+  the NER model, whose person spans veto equity names (``entities.extract``).
 """
 
 from __future__ import annotations
@@ -50,7 +52,6 @@ _LINK = re.compile(
     re.IGNORECASE,
 )
 _INITIAL = re.compile(r"[A-Z]\.?")
-_NAME_WORD = re.compile(r"[A-Z][a-z]+(?:-[A-Z][a-z]+)?")
 
 
 @dataclass(frozen=True)
@@ -74,21 +75,19 @@ class RuleMatcher:
                     self._by_ticker.setdefault(_ticker_key(alias.text), asset)
         for asset in assets:  # a symbol wins over another asset's alias
             self._by_ticker[_ticker_key(asset.symbol)] = asset
-        self._exact: dict[str, Asset] = {}
-        self._any_case: dict[str, Asset] = {}
-        pieces: list[tuple[int, str]] = []
+        # one named group per alias form: the group that matched says which asset (no lookup by the
+        # matched text, which case-insensitive matching can spell unlike the alias: "OİL")
+        pieces: list[tuple[int, str, Asset]] = []
         for asset in assets:
             for alias in asset.aliases:
                 if alias.case is CaseRule.ANY:
-                    self._any_case[_spaced(alias.text).casefold()] = asset
-                    pieces.append((len(alias.text), f"(?i:{_pattern(alias.text)})"))
+                    pieces.append((len(alias.text), f"(?i:{_pattern(alias.text)})", asset))
                 else:
-                    for form in alias.forms():
-                        self._exact[_spaced(form)] = asset
-                        pieces.append((len(form), _pattern(form)))
-        pieces.sort(key=lambda piece: -piece[0])
-        alternatives = "|".join(pattern for _, pattern in pieces) or "(?!)"
-        self._aliases = re.compile(rf"(?<![\w$])(?:{alternatives})(?!\w)")
+                    pieces.extend((len(form), _pattern(form), asset) for form in alias.forms())
+        pieces.sort(key=lambda piece: -piece[0])  # the longest alias at a place wins
+        self._group_assets = {f"a{index}": asset for index, (_, _, asset) in enumerate(pieces)}
+        alternatives = "|".join(f"(?P<a{index}>{pattern})" for index, (_, pattern, _) in enumerate(pieces))
+        self._aliases = re.compile(rf"(?<![\w$])(?:{alternatives or '(?!)'})(?!\w)")
         self._excludes = {
             asset.symbol: re.compile(
                 r"(?<!\w)(?:" + "|".join(_pattern(phrase) for phrase in asset.exclude) + r")(?!\w)",
@@ -100,14 +99,13 @@ class RuleMatcher:
 
     def find(self, text: str) -> tuple[list[Mention], list[Veto]]:
         """The mentions the rules find in ``text``, in text order, and the vetoed places."""
-        links = [match.span() for match in _LINK.finditer(text)]
+        links = link_spans(text)
         mentions = [mention for mention in self._cashtags(text) if not _inside(mention, links)]
         vetoes: list[Veto] = []
         candidates: list[tuple[Mention, Asset]] = []
         excluded: dict[str, list[tuple[int, int]]] = {}
         for match in self._aliases.finditer(text):
-            surface = _spaced(match.group())
-            asset = self._exact.get(surface) or self._any_case[surface.casefold()]
+            asset = self._group_assets[match.lastgroup or ""]
             mention = Mention(asset.symbol, asset.kind, match.start(), match.end(), match.group(), ALIAS)
             if _inside(mention, links):
                 continue
@@ -140,12 +138,19 @@ class RuleMatcher:
         return found
 
 
+def link_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each web link and domain name in ``text``, in text order."""
+    return [match.span() for match in _LINK.finditer(text)]
+
+
+def inside(start: int, end: int, spans: list[tuple[int, int]]) -> bool:
+    """Whether ``start:end`` lies within one of ``spans`` (non-overlapping, in text order)."""
+    index = bisect.bisect_right(spans, (start, float("inf"))) - 1
+    return index >= 0 and spans[index][0] <= start and end <= spans[index][1]
+
+
 def _pattern(alias: str) -> str:
     return r"\s+".join(re.escape(word) for word in alias.split())
-
-
-def _spaced(surface: str) -> str:
-    return " ".join(surface.split())
 
 
 def _ticker_key(ticker: str) -> str:
@@ -153,9 +158,7 @@ def _ticker_key(ticker: str) -> str:
 
 
 def _inside(mention: Mention, spans: list[tuple[int, int]]) -> bool:
-    """Whether ``mention`` lies within one of ``spans`` (non-overlapping, in text order: finditer's)."""
-    index = bisect.bisect_right(spans, (mention.start, float("inf"))) - 1
-    return index >= 0 and spans[index][0] <= mention.start and mention.end <= spans[index][1]
+    return inside(mention.start, mention.end, spans)
 
 
 def _may_be_surname(mention: Mention, asset: Asset) -> bool:
@@ -164,7 +167,7 @@ def _may_be_surname(mention: Mention, asset: Asset) -> bool:
 
 def _follows_a_name(text: str, start: int) -> bool:
     """Whether the word before ``start`` is a title or a first name, or the two words before are a
-    first name and an initial or a second name (``Gerald R.``, ``Christine Blasey``)."""
+    first name and an initial (``Gerald R.``)."""
     if start == 0 or not text[start - 1].isspace():
         return False
     words = text[max(0, start - 80) : start].split()[-2:]
@@ -173,9 +176,7 @@ def _follows_a_name(text: str, start: int) -> bool:
     nearest = words[-1]
     if _is_title(nearest) or _is_first_name(nearest):
         return True
-    if len(words) == 2 and _is_first_name(words[0]):
-        return bool(_INITIAL.fullmatch(nearest) or _NAME_WORD.fullmatch(nearest))
-    return False
+    return len(words) == 2 and _is_first_name(words[0]) and bool(_INITIAL.fullmatch(nearest))
 
 
 def _is_title(word: str) -> bool:

@@ -84,6 +84,12 @@ def test_an_organisation_the_rules_refused_does_not_link_to_that_asset(planted: 
     assert model_mentions(planted.extract("Emma Goldman wrote a book")) == [(None, "Goldman", "model")]
 
 
+def test_an_organisation_in_a_domain_name_is_no_mention(planted: EntityExtractor) -> None:
+    assert model_mentions(planted.extract("Acme Widgets: see acme.com today")) == [
+        (None, "Acme Widgets", "model")
+    ]
+
+
 def test_a_text_longer_than_the_model_is_read_to_its_end(planted: EntityExtractor) -> None:
     text = "the market is up and " * 60 + "Initech fell"
     assert len(planted.recognizer._pipeline.tokenizer(text)["input_ids"]) > 128

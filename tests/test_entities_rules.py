@@ -26,6 +26,14 @@ def symbols(extractor: EntityExtractor, text: str) -> set[str | None]:
     return {mention.symbol for mention in extractor.extract(text)}
 
 
+def test_case_insensitive_matches_spelt_unlike_the_alias(extractor: EntityExtractor) -> None:
+    # re's IGNORECASE matches "İ" for "i": the match is found by its group, not by its spelling
+    assert found(extractor, "O\u0130L PRICES and Apple") == [
+        ("USO", "O\u0130L PRICES", "alias"),
+        ("AAPL", "Apple", "alias"),
+    ]
+
+
 def test_spans_are_offsets_into_the_text(extractor: EntityExtractor) -> None:
     text = "Bought $AAPL and some Tesla; the Fed meets today, oil is up."
     mentions = extractor.extract(text)
@@ -165,7 +173,7 @@ def test_us_is_not_an_asset(extractor: EntityExtractor) -> None:
         ("Gerald R. Ford was president", set()),
         ("President Ford said", set()),
         ("Mr. Ford testified", set()),
-        ("Christine Blasey Ford testified", set()),
+        ("Donald Trump Tesla event at the White House", {"TSLA"}),  # no middle names looked through
         ("GERALD FORD WAS PRESIDENT", set()),
         ("Henry Ford built cars", set()),
         ("Ford recalls trucks", {"F"}),
