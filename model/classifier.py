@@ -56,16 +56,30 @@ def _hub_reachable(endpoint: str) -> bool:
         return False
 
 
-def _load_pretrained(source: str, weights: bool = True, setting: str = "FINBERT_MODEL"):
+#: what a loading error tells the user to do (``{setting}``: where the model is configured).
+FINBERT_LOAD_FIX = (
+    "set {setting} to a local model folder (config.json, weights and tokenizer files); for a trial "
+    "with random weights (meaningless labels): .venv/bin/python -m tools.random_model --tiny models/tiny "
+    "then FINBERT_MODEL=models/tiny ./scripts/demo"
+)
+
+
+def _load_pretrained(
+    source: str,
+    weights: bool = True,
+    model_class: type = AutoModelForSequenceClassification,
+    setting: str = "FINBERT_MODEL",
+    fix: str = FINBERT_LOAD_FIX,
+):
     """Tokenizer and model (or only its config, without ``weights``) from a local folder, the local
-    cache, or the hub, in that order. ``setting`` names where the user configured it (messages)."""
+    cache, or the hub, in that order.
+
+    ``model_class`` is the transformers auto class of the model (a sequence classifier for sentiment, a
+    token classifier for entities); errors name the setting ``setting`` and end with ``fix``.
+    """
     from transformers import logging as transformers_logging
 
-    fix = (
-        f"set {setting} to a local model folder (config.json, weights and tokenizer files); for a trial "
-        "with random weights (meaningless labels): .venv/bin/python -m tools.random_model --tiny models/tiny "
-        "then FINBERT_MODEL=models/tiny ./scripts/demo"
-    )
+    fix = fix.replace("{setting}", setting)
     looks_like_path = source.startswith((".", "/", "~")) or source.count("/") > 1  # hub ids: "org/name"
     if looks_like_path and not Path(source).expanduser().is_dir():
         raise ModelLoadError(f"cannot load {setting}={source!r}: no such folder; {fix}")
@@ -87,7 +101,7 @@ def _load_pretrained(source: str, weights: bool = True, setting: str = "FINBERT_
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
             if not weights:
                 return tokenizer, AutoConfig.from_pretrained(source, local_files_only=local_only)
-            model = AutoModelForSequenceClassification.from_pretrained(source, local_files_only=local_only)
+            model = model_class.from_pretrained(source, local_files_only=local_only)
             return tokenizer, model
         except Exception as failure:  # transformers raises OSError, ValueError, HTTP errors...
             error = failure

@@ -27,6 +27,36 @@ def tiny_classifier(tiny_model_dir: Path):
     return FinbertClassifier.load(str(tiny_model_dir))
 
 
+#: words the planted token model tags, and their tags (tools.random_model.build_tiny_token_model).
+PLANTED_TAGS = {
+    "acme": "B-ORG",
+    "widgets": "I-ORG",
+    "initech": "B-ORG",
+    "wallmart": "B-ORG",
+    "microsoft": "B-ORG",
+    "corp": "I-ORG",
+    "goldman": "B-ORG",
+    "betsy": "B-PER",
+    "ford": "I-PER",
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_token_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT token classifier (CoNLL tags: arbitrary ones), built once per session."""
+    from tools.random_model import build_tiny_token_model
+
+    return build_tiny_token_model(tmp_path_factory.mktemp("tiny-token-model") / "model")
+
+
+@pytest.fixture(scope="session")
+def planted_token_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT token classifier that tags the words of ``PLANTED_TAGS`` (and nothing else)."""
+    from tools.random_model import build_tiny_token_model
+
+    return build_tiny_token_model(tmp_path_factory.mktemp("planted-token-model") / "model", PLANTED_TAGS)
+
+
 @pytest.fixture
 def classifier(tiny_classifier):
     """The tiny model installed as this process's warm classifier for one test."""
