@@ -109,6 +109,20 @@ class PriceImportReport(ImportReport):
 
 def _number(row: dict[str, Any], name: str, *, positive: bool) -> float | None:
     value = row.get(name)
+    kind = type(value)
+    if kind is str or kind is float or kind is int:  # the common case, first: millions of rows
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (ValueError, OverflowError):
+            pass
+        else:
+            if (0 < number < math.inf) if positive else (0 <= number < math.inf):
+                return number
+    return _checked_number(value, name, positive=positive)
+
+
+def _checked_number(value: Any, name: str, *, positive: bool) -> float | None:
+    """``value`` as a number, or the ValueError that says why it is not one."""
     if value is None or (isinstance(value, str) and not value.strip()):
         if positive:
             raise ValueError(f"missing {name}")
@@ -117,7 +131,7 @@ def _number(row: dict[str, Any], name: str, *, positive: bool) -> float | None:
         raise ValueError(f"{name} must be a number")
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ValueError(f"{name} {str(value)[:40]!r} is not a number") from None
     if not math.isfinite(number) or (number <= 0 if positive else number < 0):
         raise ValueError(f"{name} {str(value)[:40]!r} must be {'above 0' if positive else 'at least 0'}")
@@ -225,8 +239,16 @@ class _Chunks:
                 for row in self.rows:
                     copy.write_row(row)
         else:
-            names = [column.name for column in _incoming.columns]
-            connection.execute(_incoming.insert(), [dict(zip(names, row, strict=True)) for row in self.rows])
+            # The driver's executemany with positional rows; the timestamps formatted by SQLAlchemy's own
+            # DateTime type, as every other read and write of price_bars.ts on SQLite has them.
+            to_text = _incoming.c.ts.type.dialect_impl(connection.dialect).bind_processor(connection.dialect)
+            assert to_text is not None
+            columns = ", ".join(column.name for column in _incoming.columns)
+            marks = ", ".join("?" for _ in _incoming.columns)
+            connection.exec_driver_sql(
+                f"INSERT INTO {_incoming.name} ({columns}) VALUES ({marks})",
+                [(*row[:3], to_text(row[3]), *row[4:]) for row in self.rows],
+            )
 
     def _insert(self, connection: Connection) -> int:
         """Insert the incoming bars not stored yet; returns how many were."""
