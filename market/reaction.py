@@ -44,7 +44,7 @@ import statistics
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from market.bars import DAILY, BarSource, DailySeries, PriceSeries, resolution_seconds
@@ -158,7 +158,7 @@ class Reaction:
         """A JSON-serialisable dict (times as ISO 8601 in UTC)."""
 
         def iso(moment: datetime | None) -> str | None:
-            return None if moment is None else moment.isoformat()
+            return None if moment is None else moment.astimezone(UTC).isoformat()
 
         return {
             "content_id": self.content_id,
@@ -317,10 +317,12 @@ def post_reactions(
             )  # fmt: skip
             if series.ends:
                 _measure_intraday(reaction, window, series, bars, calendar, settings, event)
-            elif window.sessions:
+            elif window.sessions and bars.last_daily_session(symbol) is not None:
                 if daily is None:
                     daily = _daily_series(symbol, bars, calendar, settings, event)
                 _measure_daily(reaction, window, daily, bars, calendar, settings, event)
+            elif _intraday_ended_before(bars, symbol, settings, event):
+                reaction.status = AWAITING_PRICES
             elif bars.last_daily_session(symbol) is not None:
                 reaction.status = NO_INTRADAY_BARS
             if reaction.base_at is not None and reaction.end_at is not None:
@@ -329,6 +331,12 @@ def post_reactions(
                 )
             reactions.append(reaction)
     return reactions
+
+
+def _intraday_ended_before(bars: BarSource, symbol: str, settings: MarketSettings, event: _Event) -> bool:
+    """Whether the symbol's intraday bars stop before the post: its prices have not arrived yet."""
+    last = bars.last_intraday_end(symbol, settings.intraday_resolution)
+    return last is not None and last <= event.start
 
 
 def _intraday_series(

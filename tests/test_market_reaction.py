@@ -120,6 +120,9 @@ def test_planted_moves_are_found_with_the_z_scores_computed_by_hand() -> None:
     record = json.loads(json.dumps(reactions["1h"].to_json()))
     assert record["z_score"] == pytest.approx(expected) and record["window"] == "1h" and record["symbol"] == "SPY"
     assert record["posted_at"] == "2025-06-10T14:00:30+00:00"
+    in_new_york = Post(7, datetime.fromisoformat("2025-06-10T10:00:30-04:00"), "twitter", ("SPY",))
+    same = post_reactions(in_new_york, case.source, CALENDAR, SETTINGS)[0].to_json()
+    assert same == reactions["1h"].to_json()
 
 
 def test_a_small_planted_move_is_not_significant_and_its_level_follows_the_normal_p_value() -> None:
@@ -249,6 +252,15 @@ def test_a_window_past_the_last_stored_bar_awaits_prices() -> None:
     reactions = case.reactions()
     assert reactions["1h"].status == OK and reactions["4h"].status == OK
     assert reactions["1d"].status == AWAITING_PRICES and reactions["1d"].z_score is None
+
+
+def test_a_post_after_the_last_stored_bar_awaits_prices_rather_than_having_none() -> None:
+    case = scenario(utc(2025, 6, 10, 14, 0, 30))
+    later = Post(8, utc(2025, 9, 10, 14, 0), "twitter", ("SPY",))  # months after the last bar
+    reactions = post_reactions(later, case.source, CALENDAR, SETTINGS)
+    assert [r.status for r in reactions] == [AWAITING_PRICES] * 3
+    nothing = post_reactions(Post(9, utc(2025, 6, 10, 14), "twitter", ("QQQ",)), case.source, CALENDAR, SETTINGS)
+    assert [r.status for r in nothing] == ["no_prices"] * 3
 
 
 def test_daily_bars_alone_give_the_day_window_and_no_intraday_ones() -> None:
