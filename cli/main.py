@@ -30,6 +30,18 @@ def _parser() -> argparse.ArgumentParser:
         "--encoding", metavar="NAME", help="read the file as NAME (e.g. latin-1, cp1252) instead of UTF-8"
     )
 
+    from cli.import_prices import add_arguments as import_prices_arguments
+    from market.import_format import FILE_FORMAT_HELP as PRICES_FORMAT_HELP
+
+    import_prices_arguments(
+        commands.add_parser(
+            "import-prices",
+            help="load price bars (OHLCV) from a CSV or JSON Lines file",
+            description=PRICES_FORMAT_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
+
     commands.add_parser("classify", help="classify each line of standard input, print JSON lines")
 
     report = commands.add_parser("report", help="sentiment distribution and totals")
@@ -103,6 +115,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "import":
         return _import(config.database_url, args.file, args.encoding)
+    if args.command == "import-prices":
+        from cli.import_prices import import_prices
+
+        return import_prices(config.database_url, args)
     if args.command == "classify":
         from cli.classify_stdin import main as classify_main
 

@@ -75,11 +75,11 @@ def storable_text(value: str) -> str:
 # -- the file: encoding and format -----------------------------------------------------------------
 
 
-def file_encoding(path: Path, encoding: str | None = None) -> str:
+def file_encoding(path: Path, encoding: str | None = None, command: str = "import") -> str:
     """The codec that reads ``path``: UTF-8 (a byte order mark skipped), or ``encoding`` once checked.
 
     Raises ImportFileError naming the first byte that does not decode, and for a file that is not
-    UTF-8, the encoding it looks like and how to convert it.
+    UTF-8, the encoding it looks like and how to convert it (``volfefe COMMAND --encoding ...``).
     """
     if encoding is not None:
         try:
@@ -99,7 +99,7 @@ def file_encoding(path: Path, encoding: str | None = None) -> str:
     undecodable = _first_undecodable(path, "utf-8")
     if undecodable is None:
         return _UTF8_WITH_OPTIONAL_BOM
-    raise ImportFileError(_not_utf8_message(path, *undecodable))
+    raise ImportFileError(_not_utf8_message(path, *undecodable, command=command))
 
 
 def _first_undecodable(path: Path, codec: str) -> tuple[int, int, int] | None:
@@ -122,20 +122,20 @@ def _first_undecodable(path: Path, codec: str) -> tuple[int, int, int] | None:
             newlines += chunk.count(b"\n")
 
 
-def _not_utf8_message(path: Path, offset: int, line: int, byte: int) -> str:
+def _not_utf8_message(path: Path, offset: int, line: int, byte: int, command: str = "import") -> str:
     where = f"{path}: not UTF-8: byte 0x{byte:02x} at offset {offset} (line {line})"
     converted = path.with_name(f"{path.stem}.utf8{path.suffix}")
     guesses = _guess_encodings(path, offset)
     if not guesses:
         return (
             f"{where}; convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8 {path} > {converted}`) or "
-            f"name its encoding: `volfefe import --encoding NAME {path}`"
+            f"name its encoding: `volfefe {command} --encoding NAME {path}`"
         )
     codec, sample = guesses[0]
     return (
         f"{where}; charset-normalizer guesses {', '.join(name for name, _ in guesses)} (line {line} reads "
         f"{sample!r} in {codec}); convert it, e.g. `iconv -f {codec.upper()} -t utf-8 {path} > {converted}`, "
-        f"or read it as it is: `volfefe import --encoding {codec} {path}`"
+        f"or read it as it is: `volfefe {command} --encoding {codec} {path}`"
     )
 
 
@@ -224,7 +224,7 @@ def _header_columns(header_line: str, delimiter: str) -> list[str]:
     return [name.strip() for name in next(csv.reader([header_line], delimiter=delimiter), [])]
 
 
-def _csv_delimiter(path: Path, sample: str) -> str:
+def _csv_delimiter(path: Path, sample: str, required: tuple[str, ...] = REQUIRED_COLUMNS) -> str:
     """The delimiter whose header names the required columns: the sniffed one first, then the others."""
     header_line = sample.split("\n", 1)[0].rstrip("\r")
     if not header_line.strip():
@@ -238,20 +238,27 @@ def _csv_delimiter(path: Path, sample: str) -> str:
     except csv.Error:  # too little text to tell
         sniffed = None
     for delimiter in [*([sniffed] if sniffed else []), *(d for d in DELIMITERS if d != sniffed)]:
-        if set(REQUIRED_COLUMNS) <= set(_header_columns(header_line, delimiter)):
+        if set(required) <= set(_header_columns(header_line, delimiter)):
             return delimiter
     found = sniffed or ","
     columns = ", ".join(repr(name) for name in _header_columns(header_line, found))
     raise ImportFileError(
-        f"{path}: the CSV header must name the columns 'text' and 'external_id'; read as "
+        f"{path}: the CSV header must name the columns {_and_list(required)}; read as "
         f"{DELIMITERS[found]}-separated (also tried comma, semicolon and tab) it names {columns}"
     )
 
 
-def _csv_rows(path: Path, encoding: str, report: ImportReport) -> Iterator[tuple[int, Any]]:
+def _and_list(names: tuple[str, ...]) -> str:
+    quoted = [repr(name) for name in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
+
+
+def _csv_rows(
+    path: Path, encoding: str, report: ImportReport, required: tuple[str, ...] = REQUIRED_COLUMNS
+) -> Iterator[tuple[int, Any]]:
     csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
     with path.open(newline="", encoding=encoding) as handle:
-        delimiter = _csv_delimiter(path, handle.read(_SNIFF_CHARS))
+        delimiter = _csv_delimiter(path, handle.read(_SNIFF_CHARS), required)
         handle.seek(0)
         report.read_as = f"CSV, {DELIMITERS[delimiter]}-separated"
         # csv.reader, not DictReader: DictReader skips blank lines silently, which would shift the
@@ -294,18 +301,28 @@ def _json_rows(path: Path, encoding: str, report: ImportReport) -> Iterator[tupl
 
 
 def read_rows(
-    path: Path, encoding: str | None = None, report: ImportReport | None = None
+    path: Path,
+    encoding: str | None = None,
+    report: ImportReport | None = None,
+    *,
+    required_columns: tuple[str, ...] = REQUIRED_COLUMNS,
+    command: str = "import",
 ) -> Iterator[tuple[int, Any]]:
     """(line number, raw row or the ValueError that makes it unreadable) for each row of ``path``.
 
     The encoding is checked before the first row (ImportFileError); ``report.read_as`` is filled in.
+    A CSV header must name ``required_columns``; ``command`` is the ``volfefe`` command that messages
+    suggest (``--encoding``).
     """
     if not path.is_file():
         raise ImportFileError(f"{path}: no such file")
     report = report if report is not None else ImportReport()
-    codec = file_encoding(path, encoding)
-    rows = _json_rows if path.suffix.lower() in JSON_SUFFIXES else _csv_rows
-    iterator = rows(path, codec, report)
+    codec = file_encoding(path, encoding, command)
+    iterator = (
+        _json_rows(path, codec, report)
+        if path.suffix.lower() in JSON_SUFFIXES
+        else _csv_rows(path, codec, report, required_columns)
+    )
     first = next(iterator, None)  # reads the header: a bad file fails here, before anything is written
     report.read_as += f", {_describe_encoding(path, encoding)}"
     return itertools.chain([first] if first is not None else [], iterator)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -140,3 +141,28 @@ class Consensus(Base):
     #: consensus made under another VOLFEFE_MODELS is found by this (``consensus.vote.basis``).
     basis: Mapped[str] = mapped_column(String(512))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PriceBar(Base):
+    """One OHLCV bar of a symbol, as a vendor delivered it (``volfefe import-prices``; market/).
+
+    ``ts`` is the start of the bar in UTC; ``resolution`` its length (``1m``, ``5m``, ``1h``, ``1d``).
+    A daily bar's ``ts`` is its session's date at 00:00 UTC. Stored bars are never altered by an import.
+    """
+
+    __tablename__ = "price_bars"
+    __table_args__ = (
+        # Unique, and the index of every lookup: one symbol's bars of one resolution over a time range.
+        PrimaryKeyConstraint("symbol", "resolution", "ts", name="pk_price_bars"),
+        CheckConstraint("low <= high", name="ck_price_bars_low_high"),
+    )
+
+    symbol: Mapped[str] = mapped_column(String(32))
+    resolution: Mapped[str] = mapped_column(String(8))
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    open: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    close: Mapped[float] = mapped_column(Float)
+    #: None where the vendor gives none (an index).
+    volume: Mapped[float | None] = mapped_column(Float)
