@@ -205,7 +205,7 @@ def test_a_missing_openvino_extra_falls_back_to_torch_with_one_warning(
 
 
 def ready_version(log: str) -> str:
-    match = re.search(r"Worker: model (\S+) loaded", log)
+    match = re.search(r"Worker: model \S+ (\S+) loaded", log)
     assert match, log[-2000:]
     return match.group(1)
 

@@ -727,7 +727,7 @@ def test_one_worker_loads_the_model_once_for_many_jobs(
     wait_statuses(connection, report.job_ids)
 
     assert classification_counts(pg_db) == dict.fromkeys(report.enqueued, 1)
-    assert len(re.findall(r"Worker: model .* loaded from ", worker.log())) == 1
+    assert len(re.findall(r"Worker: model .* loaded in ", worker.log())) == 1
     name = worker_name(worker)
     assert {fetch(connection, pg_db, i).latest_result().worker_name for i in report.enqueued} == {name}
     (info,) = live_workers(connection)
