@@ -25,7 +25,14 @@ from db.session import describe
 from errors import first_line
 from jobs.binding import bind_queue
 from jobs.registry import CLASSIFY_FUNCTION, RECLASSIFY_FUNCTION, refusal
-from jobs.rq_seam import JobCall, delete_if_failed, enqueue_unique, job_statuses, latest_failure
+from jobs.rq_seam import (
+    JobCall,
+    delete_if_failed,
+    delete_if_finished,
+    enqueue_unique,
+    job_statuses,
+    latest_failure,
+)
 
 #: the default queue (``VOLFEFE_QUEUE`` names another).
 QUEUE_NAME = DEFAULT_QUEUE_NAME
@@ -117,6 +124,12 @@ class EnqueueReport:
     cooling_down: list[int] = field(default_factory=list)
     #: among ``enqueued``: contents whose failed (or refused) job was replaced by a new one.
     retried_after_failure: list[int] = field(default_factory=list)
+    #: True when the database has just said that every id lacks a configured model's classification (a
+    #: sweep): a finished job of such an id ended without it (a worker with fewer models configured, or
+    #: before a model was added), so it is replaced by a new job instead of counting as finished.
+    lacking: bool = False
+    #: among ``enqueued``: contents whose finished job was replaced (see ``lacking``).
+    rerun_after_finish: list[int] = field(default_factory=list)
     #: None for classification jobs; for reclassification jobs, whether they replace even a
     #: classification made by the worker's own model version.
     force: bool | None = None
@@ -127,9 +140,14 @@ class EnqueueReport:
     stopped: str | None = None
 
     def describe(self) -> str:
-        retried = f" (of which {len(self.retried_after_failure)} retried after a failure)"
+        notes = []
+        if self.retried_after_failure:
+            notes.append(f"{len(self.retried_after_failure)} retried after a failure")
+        if self.rerun_after_finish:
+            notes.append(f"{len(self.rerun_after_finish)} again after a job that ended lacking a model")
+        retried = f" (of which {'; '.join(notes)})" if notes else ""
         return (
-            f"enqueued {len(self.enqueued)}{retried if self.retried_after_failure else ''}, "
+            f"enqueued {len(self.enqueued)}{retried}, "
             f"already waiting or running {len(self.already_pending)}, "
             f"finished in the last {RESULT_TTL // 60} min {len(self.recently_finished)}, "
             f"failed and cooling down {len(self.cooling_down)}"
@@ -162,8 +180,11 @@ def enqueue_id_pages(
     connection: Redis, database_url: str, pages: Iterable[list[int]], queue_name: str | None = None
 ) -> EnqueueReport:
     """``enqueue_ids`` for ids that arrive a page at a time (the sweep's keyset pages, no id twice):
-    each page is enqueued as it arrives, so the first jobs wait in Redis before the last ids are read."""
-    return _enqueue_all(connection, database_url, pages, queue_name, None)
+    each page is enqueued as it arrives, so the first jobs wait in Redis before the last ids are read.
+
+    The ids are those the database says lack a configured model's classification: a finished job of
+    one of them is replaced by a new one (``EnqueueReport.lacking``)."""
+    return _enqueue_all(connection, database_url, pages, queue_name, None, lacking=True)
 
 
 def enqueue_reclassifications(
@@ -191,11 +212,12 @@ def _enqueue_all(
     queue_name: str | None,
     force: bool | None,
     model: str | None = None,
+    lacking: bool = False,
 ) -> EnqueueReport:
     identity = identity_of(database_url)
     queue = classification_queue(connection, queue_name)
     bind_queue(connection, queue.name, identity, describe(database_url))
-    report = EnqueueReport(database_id=identity, force=force, model=model)
+    report = EnqueueReport(database_id=identity, force=force, model=model, lacking=lacking)
     try:
         for page in pages:
             report.content_ids.extend(page)
@@ -282,9 +304,25 @@ def _enqueue_chunk(queue: Queue, content_ids: list[int], identity: str, report: 
                 retry.append(content_id)
             elif JobStatus(status) in _PENDING:
                 report.already_pending.append(content_id)
+            elif (
+                status == JobStatus.FINISHED.value
+                and report.lacking
+                and _replace_finished(queue, content_id, identity)
+            ):
+                report.rerun_after_finish.append(content_id)
+                retry.append(content_id)
             else:
                 report.recently_finished.append(content_id)  # finished, stopped or canceled
         pending = retry
+
+
+def _replace_finished(queue: Queue, content_id: int, identity: str) -> bool:
+    """Delete the content's finished classification job (still finished); True when it was deleted."""
+    try:
+        existing = Job.fetch(job_id_for(content_id, identity), queue.connection, SERIALIZER)
+    except NoSuchJobError:
+        return True  # expired meanwhile: enqueue anew
+    return delete_if_finished(queue.connection, existing)
 
 
 def _replace_failed(queue: Queue, job_id: str) -> bool | None:

@@ -21,7 +21,7 @@ from rq.exceptions import DeserializationError
 from rq.executions import Execution
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
-from rq.registry import FailedJobRegistry
+from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq.results import Result
 from rq.scheduler import RQScheduler
 from rq.scripts import _build_hset_args
@@ -334,12 +334,22 @@ def delete_if_failed(connection: Redis, job: Job) -> bool:
     Mirrors the parts of ``Job.delete`` (RQ 3.0) that apply to a failed job, inside a WATCH on the job's
     hash, so that two sweeps racing cannot delete the job the other has just enqueued.
     """
-    registry = FailedJobRegistry(job.origin, connection=connection, serializer=job.serializer)
+    return _delete_if(connection, job, JobStatus.FAILED, FailedJobRegistry)
+
+
+def delete_if_finished(connection: Redis, job: Job) -> bool:
+    """Delete ``job`` (hash, results, finished-registry entry) only if it is still FINISHED; True if
+    deleted. As ``delete_if_failed``, for a finished job (``Job.delete``, RQ 3.0)."""
+    return _delete_if(connection, job, JobStatus.FINISHED, FinishedJobRegistry)
+
+
+def _delete_if(connection: Redis, job: Job, status_wanted: JobStatus, registry_class: type) -> bool:
+    registry = registry_class(job.origin, connection=connection, serializer=job.serializer)
     with connection.pipeline() as pipeline:
         try:
             pipeline.watch(job.key)
             status = pipeline.hget(job.key, "status")
-            if status is None or status.decode() != JobStatus.FAILED.value:
+            if status is None or status.decode() != status_wanted.value:
                 return False
             pipeline.multi()
             pipeline.zrem(registry.key, job.id)

@@ -535,3 +535,34 @@ def test_the_hourly_sweep_takes_new_posts_first_and_a_bounded_backfill(
         {"DATABASE_URL": db, "VOLFEFE_MODELS": "finbert=/m/a,prosus=/m/b", "VOLFEFE_BACKFILL_PER_SWEEP": "0"}
     )
     assert hourly_sweep(connection, nothing)[1] == 0
+
+
+def test_a_sweep_replaces_a_finished_job_of_a_content_that_still_lacks_a_model(
+    db: str, ident: str, queue: Queue, connection: fakeredis.FakeRedis
+) -> None:
+    """A worker configured with fewer models finished the content's job: the job hash stays for
+    RESULT_TTL, but the database says a model is missing, so the sweep enqueues it again at once."""
+    from rq.job import Job, JobStatus
+
+    from jobs.queue import SERIALIZER
+
+    with session_scope(db) as session:
+        content = Content(source="t", external_id="f1", text="post")
+        session.add(content)
+        session.flush()
+        content_id = content.id
+        store_classification(session, content_id, "neutral", 0.6, "m", {"neutral": 0.6, "positive": 0.4})
+    first = sweep(connection, db, models=["finbert", "prosus"])
+    assert first.enqueued == [content_id]
+    job = Job.fetch(job_id_for(content_id, ident), connection, SERIALIZER)
+    queue.remove(job.id)
+    job.set_status(JobStatus.FINISHED)  # as a worker with finbert alone would have ended it
+
+    again = sweep(connection, db, models=["finbert", "prosus"])
+    assert again.enqueued == again.rerun_after_finish == [content_id] and again.recently_finished == []
+    assert queue.job_ids == [job_id_for(content_id, ident)]
+    assert "again after a job that ended lacking a model" in again.describe()
+    # An explicit enqueue of ids (no database read behind it) keeps a finished job as it is.
+    queue.remove(job_id_for(content_id, ident))
+    Job.fetch(job_id_for(content_id, ident), connection, SERIALIZER).set_status(JobStatus.FINISHED)
+    assert enqueue_ids(connection, db, [content_id]).recently_finished == [content_id]

@@ -5,9 +5,13 @@ It reads the database and RQ's own keys for the classification queue, without si
 
 - **lost**: contents with non-empty visible text that have neither a classification nor a visible
   failure (their job in the failed registry, or still pending: queued, scheduled or started);
-- **doubled**: contents with more than one classification row (the unique constraint forbids it:
-  checked anyway), or whose job is live more than once (two entries in the queue, queued and
-  scheduled, two started executions, ...).
+- **doubled**: contents with more than one classification row by one model (the unique constraint
+  forbids it: checked anyway), or whose job is live more than once (two entries in the queue, queued
+  and scheduled, two started executions, ...);
+- **inconsistent**: classified contents whose consensus is missing or is not made of exactly the
+  configured models' current rows (with their labels).
+
+With several models (``models``), a content counts as classified once every one of them has a row.
 
 Job ids carry their database's identity (``classify-content-<id>-<database id>``): a database is
 accounted for against its own jobs only, on its queue (``VOLFEFE_QUEUE``, default
@@ -19,14 +23,16 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from redis import Redis
 from rq.job import Job, JobStatus
 from sqlalchemy import func, select
 
+from config import DEFAULT_MODEL_NAME
 from db.identity import database_id
-from db.models import Classification, Content
+from db.models import Classification, Consensus, Content
 from db.session import session_scope
 from jobs.outcomes import CLASSIFIED
 from jobs.queue import SERIALIZER, classification_queue, job_id_for, parse_job_id
@@ -47,6 +53,8 @@ class Accounting:
     pending: list[int] = field(default_factory=list)
     lost: list[int] = field(default_factory=list)
     doubled: list[int] = field(default_factory=list)
+    #: classified contents whose consensus is missing or does not match their models' rows.
+    inconsistent: list[int] = field(default_factory=list)
     #: job ids left in the queue's intermediate list (popped by a worker, never started or handed
     #: back); RQ's maintenance fails such a job as "stuck" a minute after it first sees it.
     stranded: list[str] = field(default_factory=list)
@@ -95,19 +103,32 @@ def stranded_job_ids(connection: Redis, queue_name: str | None = None) -> list[s
     return [member.decode() for member in connection.lrange(key, 0, -1)]
 
 
-def account(database_url: str, redis_url: str, queue_name: str | None = None) -> Accounting:
+def account(
+    database_url: str,
+    redis_url: str,
+    queue_name: str | None = None,
+    models: Sequence[str] = (DEFAULT_MODEL_NAME,),
+) -> Accounting:
     """Account for every content of ``database_url`` against its jobs on the queue ``queue_name``
-    (default: the configured one) at ``redis_url``."""
+    (default: the configured one) at ``redis_url``; classified means classified by every one of ``models``."""
     identity = database_id(database_url)
     with session_scope(database_url) as session:
-        contents = session.execute(
-            select(Content.id, Content.text, Content.classified, Content.skip_reason)
+        contents = session.execute(select(Content.id, Content.text, Content.skip_reason)).all()
+        per_model = session.execute(
+            select(
+                Classification.content_id, Classification.model, Classification.sentiment, func.count()
+            ).group_by(Classification.content_id, Classification.model, Classification.sentiment)
         ).all()
-        rows = dict(
-            session.execute(
-                select(Classification.content_id, func.count()).group_by(Classification.content_id)
-            ).all()
-        )
+        agreed = {
+            content_id: {name: reading.get("sentiment") for name, reading in readings.items()}
+            for content_id, readings in session.execute(select(Consensus.content_id, Consensus.models))
+        }
+    labels: dict[int, dict[str, str]] = {}
+    copies: dict[int, int] = {}
+    for content_id, model, sentiment, count in per_model:
+        if model in models:
+            labels.setdefault(content_id, {})[model] = sentiment
+        copies[content_id] = max(copies.get(content_id, 0), count)
     connection = redis_client(redis_url)
     try:
         live = live_job_counts(connection, queue_name)
@@ -117,19 +138,23 @@ def account(database_url: str, redis_url: str, queue_name: str | None = None) ->
         connection.close()
 
     result = Accounting(contents=len(contents), stranded=stranded)
-    for content_id, text, _classified, skip_reason in contents:
+    for content_id, text, skip_reason in contents:
         job_id = job_id_for(content_id, identity)
         has_text = bool(visible_text(text))
-        row_count = rows.get(content_id, 0)
+        done = len(labels.get(content_id, {})) == len(models)
         if not has_text:
             result.empty_text += 1
-        if row_count:
+        if done:
             result.classified += 1
+            if agreed.get(content_id) != labels[content_id]:
+                result.inconsistent.append(content_id)
         elif skip_reason is not None:
             result.skipped += 1
-        if row_count > 1 or live[job_id] > 1:
+        # Rows per (content, model, sentiment) above one would be two rows of one model; and two rows of
+        # one model with different labels show as more labels than models.
+        if copies.get(content_id, 0) > 1 or live[job_id] > 1:
             result.doubled.append(content_id)
-        if not has_text or row_count:
+        if not has_text or done:
             continue
         if live[job_id]:
             result.pending.append(content_id)

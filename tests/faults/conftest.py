@@ -70,6 +70,9 @@ class FaultRun:
     workers: list[WorkerProcess] = field(default_factory=list)
     #: the queue of this database's jobs (VOLFEFE_QUEUE); None: the default one.
     queue_name: str | None = None
+    #: the configured model names (the workers' VOLFEFE_MODELS, given in their env): a content counts
+    #: as classified once each of them has classified it.
+    models: tuple[str, ...] = ("finbert",)
 
     @property
     def dbname(self) -> str:
@@ -174,9 +177,19 @@ class FaultRun:
 
     # -- progress -----------------------------------------------------------------------------------
 
+    def _complete(self):
+        """SQL: the ids of the contents classified by every one of ``models``."""
+        return (
+            select(Classification.content_id)
+            .where(Classification.model.in_(self.models))
+            .group_by(Classification.content_id)
+            .having(func.count() == len(self.models))
+        )
+
     def classified(self) -> int:
+        """Contents classified by every configured model."""
         with session_scope(self.database_url) as session:
-            return session.scalar(select(func.count()).select_from(Classification)) or 0
+            return session.scalar(select(func.count()).select_from(self._complete().subquery())) or 0
 
     def done(self) -> int:
         """Contents that reached an outcome in the database: classified or skipped for good."""
@@ -184,7 +197,7 @@ class FaultRun:
             return (
                 session.scalar(
                     select(func.count()).where(
-                        (Content.classified.is_(True)) | (Content.skip_reason.is_not(None))
+                        Content.id.in_(self._complete()) | (Content.skip_reason.is_not(None))
                     )
                 )
                 or 0
@@ -236,7 +249,7 @@ class FaultRun:
         return self.wait(settled, timeout, what)
 
     def account(self) -> Accounting:
-        return account(self.database_url, self.redis_url, self.queue_name)
+        return account(self.database_url, self.redis_url, self.queue_name, self.models)
 
 
 @pytest.fixture

@@ -52,15 +52,23 @@ def _command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
     """``args`` run by this Python (a script) or, for ``volfefe``, by the project's command."""
     program = [VOLFEFE] if args[0] == "volfefe" else [sys.executable]
     return subprocess.run(
-        [*program, *args[args[0] == "volfefe" :]], cwd=PROJECT, env={**os.environ, **env},
-        capture_output=True, text=True, timeout=300,
+        [*program, *args[args[0] == "volfefe" :]],
+        cwd=PROJECT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
 @pytest.mark.slow
 def test_enqueue_beyond_maxmemory_enqueues_what_fits_and_workers_wait_for_room(
-    small_redis: RedisServer, postgres_server: PostgresServer, postgres_url: str, tiny_model_dir: Path,
-    tmp_path: Path, record_metrics,
+    small_redis: RedisServer,
+    postgres_server: PostgresServer,
+    postgres_url: str,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    record_metrics,
 ) -> None:
     upgrade(postgres_url)
     run = FaultRun(postgres_url, small_redis.url, tiny_model_dir, tmp_path, postgres_server)
@@ -78,7 +86,11 @@ def test_enqueue_beyond_maxmemory_enqueues_what_fits_and_workers_wait_for_room(
         errors = first.stderr.strip().splitlines()
         waited = watch.wait(OOM_LINE, 120, "the worker to meet the full Redis")
         queue = classification_queue(admin)
-        enqueued = int(first.stdout.split("enqueued ", 1)[1].split(",", 1)[0].split()[0]) if "enqueued " in first.stdout else -1
+        enqueued = (
+            int(first.stdout.split("enqueued ", 1)[1].split(",", 1)[0].split()[0])
+            if "enqueued " in first.stdout
+            else -1
+        )
         in_redis = len([key for key in admin.scan_iter(match="rq:job:classify-content-*", count=1000)])
         alive_while_full = worker.running
         admin.config_set("maxmemory", "0")  # the operator makes room
@@ -125,7 +137,11 @@ def test_an_evicting_policy_is_refused_by_job_writers_and_warned_by_watchers(
     admin = redis.Redis.from_url(small_redis.url)
     admin.config_set("maxmemory", str(100 * 1024 * 1024))
     admin.config_set("maxmemory-policy", "allkeys-lru")
-    env = {"DATABASE_URL": sqlite_url, "REDIS_URL": small_redis.url, "VOLFEFE_DATA_DIR": str(tmp_path / "var")}
+    env = {
+        "DATABASE_URL": sqlite_url,
+        "REDIS_URL": small_redis.url,
+        "VOLFEFE_DATA_DIR": str(tmp_path / "var"),
+    }
     enqueue = _command("enqueue.py", "--ids", "1", env=env)
     status = _command("volfefe", "status", env=env)
     worker = WorkerProcess(small_redis.url, sqlite_url, tiny_model_dir, tmp_path / "worker.log")
@@ -134,7 +150,9 @@ def test_an_evicting_policy_is_refused_by_job_writers_and_warned_by_watchers(
     worker_exit = worker.process.wait(60)
     scheduler = SchedulerProcess(small_redis.url, tmp_path / "scheduler.log").start()
     try:
-        wait_for(lambda: "maxmemory-policy allkeys-lru" in scheduler.log(), 30, what="the scheduler's warning")
+        wait_for(
+            lambda: "maxmemory-policy allkeys-lru" in scheduler.log(), 30, what="the scheduler's warning"
+        )
         scheduler_running = scheduler.running
     finally:
         scheduler.stop()
@@ -146,10 +164,15 @@ def test_an_evicting_policy_is_refused_by_job_writers_and_warned_by_watchers(
         scheduler_running=scheduler_running,
     )
     lines = enqueue.stderr.strip().splitlines()
-    assert enqueue.returncode == 1 and len(lines) == 1 and "maxmemory-policy allkeys-lru" in lines[0], enqueue.stderr
+    assert enqueue.returncode == 1 and len(lines) == 1 and "maxmemory-policy allkeys-lru" in lines[0], (
+        enqueue.stderr
+    )
     assert "set maxmemory-policy noeviction" in lines[0]
     assert worker_exit == 1 and "maxmemory-policy allkeys-lru" in worker.log(), worker.log()[-3000:]
     assert "Traceback" not in worker.log() and "Worker: model" not in worker.log()  # refused before loading
-    assert status.returncode == 0 and "warning: Redis deletes keys" in status.stdout, (status.stdout, status.stderr)
+    assert status.returncode == 0 and "warning: Redis deletes keys" in status.stdout, (
+        status.stdout,
+        status.stderr,
+    )
     assert scheduler_running and scheduler.log().count("maxmemory-policy allkeys-lru") == 1, scheduler.log()
     admin.close()

@@ -58,7 +58,11 @@ def _start_pair(fault_run: FaultRun, **cut_urls: str) -> tuple[WorkerProcess, Wo
     cut = fault_run.start_worker(wait_ready=False, **cut_urls)
     healthy = fault_run.start_worker(wait_ready=False)
     for worker in (cut, healthy):
-        fault_run.wait(lambda worker=worker: "Worker: model" in worker.log() or not worker.running, 90, "a worker to load")
+        fault_run.wait(
+            lambda worker=worker: "Worker: model" in worker.log() or not worker.running,
+            90,
+            "a worker to load",
+        )
         assert worker.running, worker.log()[-3000:]
     return cut, healthy
 
@@ -84,8 +88,13 @@ def _resumes(fault_run: FaultRun, cut: WorkerProcess, expected: int) -> float:
 
 
 def _partition(
-    fault_run: FaultRun, record_metrics, scenario: str, proxy: BlackHoleProxy, cut_urls: dict[str, str],
-    cut_line: str, back_line: str,
+    fault_run: FaultRun,
+    record_metrics,
+    scenario: str,
+    proxy: BlackHoleProxy,
+    cut_urls: dict[str, str],
+    cut_line: str,
+    back_line: str,
 ) -> None:
     ids = fault_run.add_contents(post_texts(POSTS, seed=41))
     cut, healthy = _start_pair(fault_run, **cut_urls)
@@ -97,7 +106,9 @@ def _partition(
     fault_run.wait_settled(POSTS, 90, "the healthy worker to finish the first round, the cut batch too")
     during = fault_run.add_contents(post_texts(DURING_POSTS, seed=42))
     fault_run.enqueue(during)  # on the healthy side, while the cut lasts
-    fault_run.wait_settled(POSTS + DURING_POSTS, 60, "the healthy worker to classify what came during the cut")
+    fault_run.wait_settled(
+        POSTS + DURING_POSTS, 60, "the healthy worker to classify what came during the cut"
+    )
     time.sleep(max(0.0, PARTITION - (time.monotonic() - cut_at)))  # the partition's length is the scenario
     alive_during = cut.running and healthy.running
     watch.mark()
@@ -123,7 +134,9 @@ def _partition(
     )
     assert noticed <= NOTICE_BOUND, f"noticed after {noticed:.1f} s\n{fault_run.logs()}"
     assert alive_during and cut.running and healthy.running, fault_run.logs()
-    assert result.lost == [] and result.doubled == [] and result.stranded == [], f"{result}\n{fault_run.logs()}"
+    assert result.lost == [] and result.doubled == [] and result.stranded == [], (
+        f"{result}\n{fault_run.logs()}"
+    )
     assert result.failed == [] and result.classified == POSTS + DURING_POSTS + MORE_POSTS, result
 
 
@@ -133,8 +146,13 @@ def test_redis_partition_of_a_minute_mid_batch(
 ) -> None:
     with BlackHoleProxy(("127.0.0.1", redis_server.port)) as proxy:
         _partition(
-            fault_run, record_metrics, "net 1 redis partition 60 s mid-batch", proxy,
-            {"redis_url": redis_through(proxy)}, REDIS_CUT, REDIS_BACK,
+            fault_run,
+            record_metrics,
+            "net 1 redis partition 60 s mid-batch",
+            proxy,
+            {"redis_url": redis_through(proxy)},
+            REDIS_CUT,
+            REDIS_BACK,
         )
 
 
@@ -144,12 +162,19 @@ def test_postgres_partition_of_a_minute_mid_write(
 ) -> None:
     with BlackHoleProxy(("127.0.0.1", postgres_server.port)) as proxy:
         _partition(
-            fault_run, record_metrics, "net 2 postgres partition 60 s mid-write", proxy,
-            {"database_url": database_through(fault_run.database_url, proxy)}, DATABASE_CUT, DATABASE_BACK,
+            fault_run,
+            record_metrics,
+            "net 2 postgres partition 60 s mid-write",
+            proxy,
+            {"database_url": database_through(fault_run.database_url, proxy)},
+            DATABASE_CUT,
+            DATABASE_BACK,
         )
 
 
-def _sigterm_during_cut(fault_run: FaultRun, record_metrics, scenario: str, proxy: BlackHoleProxy, **urls: str) -> None:
+def _sigterm_during_cut(
+    fault_run: FaultRun, record_metrics, scenario: str, proxy: BlackHoleProxy, **urls: str
+) -> None:
     """The cut worker is mid-batch when its route goes; one SIGTERM; it must exit (0) within
     STOP_BOUND, its scheduler process with it, and the healthy worker must end up with every post."""
     posts = POSTS // 2
@@ -183,9 +208,13 @@ def _sigterm_during_cut(fault_run: FaultRun, record_metrics, scenario: str, prox
         doubled=len(result.doubled),
         stranded=len(result.stranded),
     )
-    assert exit_code == 0 and stop_s <= STOP_BOUND, f"exit {exit_code} after {stop_s:.1f} s\n{cut.log()[-4000:]}"
+    assert exit_code == 0 and stop_s <= STOP_BOUND, (
+        f"exit {exit_code} after {stop_s:.1f} s\n{cut.log()[-4000:]}"
+    )
     assert left == [], f"the scheduler process outlived its worker: {left}"
-    assert result.lost == [] and result.doubled == [] and result.stranded == [], f"{result}\n{fault_run.logs()}"
+    assert result.lost == [] and result.doubled == [] and result.stranded == [], (
+        f"{result}\n{fault_run.logs()}"
+    )
     assert result.classified == posts, result
 
 
@@ -194,7 +223,11 @@ def test_sigterm_while_the_workers_redis_is_cut_mid_batch(
 ) -> None:
     with BlackHoleProxy(("127.0.0.1", redis_server.port)) as proxy:
         _sigterm_during_cut(
-            fault_run, record_metrics, "net 3 SIGTERM, redis cut mid-batch", proxy, redis_url=redis_through(proxy)
+            fault_run,
+            record_metrics,
+            "net 3 SIGTERM, redis cut mid-batch",
+            proxy,
+            redis_url=redis_through(proxy),
         )
 
 
@@ -203,7 +236,10 @@ def test_sigterm_while_the_workers_database_is_cut_mid_write(
 ) -> None:
     with BlackHoleProxy(("127.0.0.1", postgres_server.port)) as proxy:
         _sigterm_during_cut(
-            fault_run, record_metrics, "net 4 SIGTERM, postgres cut mid-write", proxy,
+            fault_run,
+            record_metrics,
+            "net 4 SIGTERM, postgres cut mid-write",
+            proxy,
             database_url=database_through(fault_run.database_url, proxy),
         )
 
@@ -218,7 +254,9 @@ def test_the_scheduler_process_dies_with_its_worker(fault_run: FaultRun, record_
     started = time.monotonic()
     left = gone_within(family, 10)
     record_metrics(
-        "net 5 worker SIGKILL: scheduler process", children=len(family), left=len(left),
+        "net 5 worker SIGKILL: scheduler process",
+        children=len(family),
+        left=len(left),
         gone_after_s=round(time.monotonic() - started, 2),
     )
     assert left == [], f"left behind: {left}"

@@ -8,11 +8,12 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from db.consensus_store import refresh_consensus
 from db.models import Classification, ClassificationHistory
 from db.session import session_scope
-from db.store import save_classifications
+from db.store import NewClassification, save_classifications
 from jobs.queue import enqueue_reclassifications
-from model.classifier import Prediction, configured_model_version
+from model.classifier import configured_model_version
 from tests.faults.conftest import FULL_BATCHES, FaultRun, post_texts
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -44,8 +45,10 @@ def test_kill_9_mid_reclassification_loses_nothing(fault_run: FaultRun) -> None:
     with session_scope(url) as session:
         scores = {"positive": 0.1, "negative": 0.1, "neutral": 0.8}
         save_classifications(
-            session, OLD, {content_id: Prediction("neutral", 0.8, scores) for content_id in ids}
+            session,
+            [NewClassification(content_id, "finbert", "neutral", 0.8, OLD, scores) for content_id in ids],
         )
+        refresh_consensus(session, ids, {"finbert": 1.0}, 0.6)
     new = configured_model_version(str(fault_run.model_dir), "fp32")
     first = fault_run.start_worker(env=FULL_BATCHES)
     connection = fault_run.redis()

@@ -74,7 +74,9 @@ class Sentinels:
                 f"sentinel parallel-syncs {SERVICE} 1\n"
             )
             self.processes.append(
-                subprocess.Popen([*_sentinel_command(), str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                subprocess.Popen(
+                    [*_sentinel_command(), str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+                )
             )
             self.ports.append(port)
 
@@ -147,7 +149,11 @@ def _lag_bytes(primary: RedisServer) -> int:
 
 
 def test_primary_killed_under_busy_workers_sentinel_promotes_the_replica_and_work_goes_on(
-    replicated, postgres_server: PostgresServer, postgres_url: str, tiny_model_dir: Path, tmp_path: Path,
+    replicated,
+    postgres_server: PostgresServer,
+    postgres_url: str,
+    tiny_model_dir: Path,
+    tmp_path: Path,
     record_metrics,
 ) -> None:
     primary, replica, sentinels = replicated
@@ -158,7 +164,9 @@ def test_primary_killed_under_busy_workers_sentinel_promotes_the_replica_and_wor
         for _ in range(2):
             run.start_worker(wait_ready=False, args=CONNECTION_CLASS)
         for worker in run.workers:
-            wait_for(lambda w=worker: "Worker: model" in w.log() or not w.running, 90, what="a worker to load")
+            wait_for(
+                lambda w=worker: "Worker: model" in w.log() or not w.running, 90, what="a worker to load"
+            )
             assert worker.running, worker.log()[-3000:]
         report = run.enqueue(ids)
         assert len(report.enqueued) == POSTS, report.describe()
@@ -167,7 +175,9 @@ def test_primary_killed_under_busy_workers_sentinel_promotes_the_replica_and_wor
         kill_redis(primary)
         killed_at = time.monotonic()
         at_kill = run.classified()
-        run.wait(lambda: sentinels.primary_port_seen() == replica.port, FAILOVER_TIMEOUT, "the replica's promotion")
+        run.wait(
+            lambda: sentinels.primary_port_seen() == replica.port, FAILOVER_TIMEOUT, "the replica's promotion"
+        )
         failover_s = time.monotonic() - killed_at
         run.wait(lambda: run.classified() > at_kill, 60, "the workers to go on against the new primary")
         resumed_s = time.monotonic() - killed_at

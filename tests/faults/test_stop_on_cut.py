@@ -36,7 +36,9 @@ def _exit_within(process: subprocess.Popen[bytes], signalled_at: float) -> tuple
     return code, time.monotonic() - signalled_at
 
 
-def _exits(processes: dict[str, subprocess.Popen[bytes]], signalled_at: float) -> dict[str, tuple[int | None, float]]:
+def _exits(
+    processes: dict[str, subprocess.Popen[bytes]], signalled_at: float
+) -> dict[str, tuple[int | None, float]]:
     """Each process's exit code and seconds from the signal to its exit (None: still running at the end)."""
     ended: dict[str, tuple[int | None, float]] = {}
     while len(ended) < len(processes) and time.monotonic() - signalled_at < STOP_BOUND + 20:
@@ -53,7 +55,12 @@ def _request_quietly(url: str, headers: dict[str, str]) -> None:
 
 
 def test_one_sigterm_ends_pool_scheduler_and_web_on_a_black_holed_redis(
-    redis_server: RedisServer, redis_url: str, sqlite_url: str, tiny_model_dir: Path, tmp_path: Path, record_metrics
+    redis_server: RedisServer,
+    redis_url: str,
+    sqlite_url: str,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    record_metrics,
 ) -> None:
     upgrade(sqlite_url)
     with BlackHoleProxy(("127.0.0.1", int(redis_server.port or 0))) as proxy:
@@ -66,8 +73,11 @@ def test_one_sigterm_ends_pool_scheduler_and_web_on_a_black_holed_redis(
             tmp_path / "web.log",
         )
         try:
-            wait_for(lambda: "Worker: model" in pool_log.read_text(errors="replace") or pool.poll() is not None,
-                     90, what="the pool's worker to load its model")
+            wait_for(
+                lambda: "Worker: model" in pool_log.read_text(errors="replace") or pool.poll() is not None,
+                90,
+                what="the pool's worker to load its model",
+            )
             assert pool.poll() is None, log_tail(pool_log)
             scheduler.start()
             web.start()
@@ -98,7 +108,9 @@ def test_one_sigterm_ends_pool_scheduler_and_web_on_a_black_holed_redis(
     )
     logs = "\n".join(log_tail(path) for path in (pool_log, tmp_path / "scheduler.log", tmp_path / "web.log"))
     for name, (code, seconds) in codes.items():
-        assert code is not None and seconds <= STOP_BOUND, f"{name}: exit {code} after {seconds:.1f} s\n{logs}"
+        assert code is not None and seconds <= STOP_BOUND, (
+            f"{name}: exit {code} after {seconds:.1f} s\n{logs}"
+        )
         assert code == 0, f"{name} exited {code}\n{logs}"
     assert left == [], f"left behind: {left}"
 
