@@ -92,9 +92,12 @@ def _sentinel_client(url: str, config: Settings, options: dict[str, Any]) -> Red
 def bound_connection(connection: Redis, config: Settings) -> None:
     """Give the existing client ``connection`` (one RQ's command line built) the configured bounds.
 
-    Its pool's connections are dropped, so that every connection from now on is made with them.
+    Its pool's connections are dropped, so that every connection from now on is made with them. A
+    client whose connections are not redis-py's own sockets (a test's fakeredis) is left as it is.
     """
     pool = connection.connection_pool
+    if not pool.connection_class.__module__.startswith("redis."):
+        return
     tcp = issubclass(pool.connection_class, Connection)  # a Sentinel-managed connection is a TCP one
     bounds = connection_bounds(config, tcp)
     for key in ("socket_timeout", "socket_connect_timeout"):  # redis-py 8 restores these after a relaxed wait
