@@ -50,6 +50,7 @@ class Content(Base):
     __table_args__ = (
         UniqueConstraint("source", "external_id", name="uq_contents_source_external_id"),
         Index("ix_contents_skip_reason", "skip_reason"),
+        Index("ix_contents_source_published", "source", "published_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -166,3 +167,88 @@ class PriceBar(Base):
     close: Mapped[float] = mapped_column(Float)
     #: None where the vendor gives none (an index).
     volume: Mapped[float | None] = mapped_column(Float)
+
+
+class ContentEntities(Base):
+    """What a content names: its mentions and links (``entities.Entities.to_json``), extracted by the job
+    that classifies it, from the visible text the models read."""
+
+    __tablename__ = "content_entities"
+
+    content_id: Mapped[int] = mapped_column(ForeignKey("contents.id", ondelete="CASCADE"), primary_key=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    #: the asset list's fingerprint: entities found with another list are found by this.
+    assets_version: Mapped[str] = mapped_column(String(64))
+    extracted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ContentAsset(Base):
+    """One asset a content is linked to (a row of its entities' links): what the reaction reads."""
+
+    __tablename__ = "content_assets"
+    __table_args__ = (
+        PrimaryKeyConstraint("content_id", "symbol", name="pk_content_assets"),
+        Index("ix_content_assets_symbol", "symbol"),
+    )
+
+    content_id: Mapped[int] = mapped_column(ForeignKey("contents.id", ondelete="CASCADE"))
+    symbol: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str | None] = mapped_column(String(16))
+    #: how it was found: cashtag, alias, model, or default (the post names none: the market).
+    method: Mapped[str] = mapped_column(String(16))
+    mentions: Mapped[int] = mapped_column()
+
+
+class Reaction(Base):
+    """What the market did after a content, for one linked asset and one window (``market.reaction``).
+
+    The columns are the figures reports filter and sort on; ``record`` is the whole record."""
+
+    __tablename__ = "reactions"
+    __table_args__ = (
+        PrimaryKeyConstraint("content_id", "symbol", "window", name="pk_reactions"),
+        Index("ix_reactions_status", "status"),
+        Index("ix_reactions_significance", "significance"),
+    )
+
+    content_id: Mapped[int] = mapped_column(ForeignKey("contents.id", ondelete="CASCADE"))
+    symbol: Mapped[str] = mapped_column(String(32))
+    window: Mapped[str] = mapped_column(String(16))
+    #: ok (the only one with a z-score), incomplete, awaiting_prices, no_prices, ...
+    status: Mapped[str] = mapped_column(String(32))
+    market_open: Mapped[bool | None] = mapped_column(Boolean)
+    abnormal_return: Mapped[float | None] = mapped_column(Float)
+    z_score: Mapped[float | None] = mapped_column(Float)
+    #: p<0.01, p<0.05, n.s. (None without a z-score).
+    significance: Mapped[str | None] = mapped_column(String(16))
+    isolation: Mapped[float | None] = mapped_column(Float)
+    record: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ReactionPath(Base):
+    """The cumulative abnormal return around a content for one linked asset: the event-study path."""
+
+    __tablename__ = "reaction_paths"
+    __table_args__ = (PrimaryKeyConstraint("content_id", "symbol", name="pk_reaction_paths"),)
+
+    content_id: Mapped[int] = mapped_column(ForeignKey("contents.id", ondelete="CASCADE"))
+    symbol: Mapped[str] = mapped_column(String(32))
+    path: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+
+
+class PriceImport(Base):
+    """One ``volfefe import-prices`` that added bars: the span it covered, so that reactions computed
+    before it are computed again (``jobs.react``)."""
+
+    __tablename__ = "price_imports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    symbols: Mapped[list[str]] = mapped_column(JSONDocument)
+    first_ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    bars: Mapped[int] = mapped_column()
+    #: the posts published in this span are the ones whose windows or baselines its bars can reach.
+    posts_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    posts_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from config import DEFAULT_MODEL_NAME
-from db.models import SENTIMENTS, Classification, Consensus, Content
+from db.models import SENTIMENTS, Classification, Consensus, Content, ContentEntities
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,9 @@ def _has_row(model: str | None = None) -> ColumnElement[bool]:
 
 
 def lacking(models: Sequence[str]) -> ColumnElement[bool]:
-    """SQL: the content lacks a current classification by at least one of ``models``."""
-    return or_(*[~_has_row(model) for model in models])
+    """SQL: the content lacks a current classification by at least one of ``models``, or its entities."""
+    no_entities = ~exists().where(ContentEntities.content_id == Content.id)
+    return or_(*[~_has_row(model) for model in models], no_entities)
 
 
 def _scope(models: Sequence[str], scope: str) -> ColumnElement[bool]:

@@ -22,6 +22,7 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as with_changes
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from sqlalchemy import select
 from config import Settings, settings
 from consensus.vote import Verdict
 from db.consensus_store import lock_contents, refresh_consensus
+from db.entity_store import AssetRow, EntityRows, save_entities, with_entities
 from db.models import Content, DatabaseIdentity
 from db.queries import contents_by_id, current_versions
 from db.session import session_scope
@@ -112,7 +114,7 @@ def _run_alone(problem: str | None, request: Request, redo: Redo | None) -> dict
 
     job = get_current_job()
     if problem:
-        raise _refused(job, problem)
+        raise refuse(job, problem)
     try:
         (outcome,) = classify_contents(
             [request],
@@ -128,11 +130,15 @@ def _run_alone(problem: str | None, request: Request, redo: Redo | None) -> dict
     if outcome.status == FAILED:
         raise ClassificationFailed(outcome.error or "failed")
     if outcome.status == REFUSED:
-        raise _refused(job, outcome.error or WRONG_DATABASE)
+        raise refuse(job, outcome.error or WRONG_DATABASE)
+    if job is not None:
+        from jobs.react import after_classification
+
+        after_classification(job.connection, settings(), [outcome])
     return outcome.as_result()
 
 
-def _refused(job: Job | None, reason: str) -> JobRefused:
+def refuse(job: Job | None, reason: str) -> JobRefused:
     """JobRefused for ``reason``, the running RQ job's retries taken away first: RQ retries any exception
     while ``retries_left`` lasts (``BaseWorker.handle_job_failure``), and no retry changes what is wrong."""
     if job is not None:
@@ -156,6 +162,8 @@ class _Plan:
     facts: dict[int, TextFacts] = field(default_factory=dict)
     #: content id -> its request (one per content: a second job for the same post runs after the first).
     requests: dict[int, Request] = field(default_factory=dict)
+    #: contents whose entities are to be extracted (a classification job's, when none are stored).
+    entities: set[int] = field(default_factory=set)
     identity: str | None = None
 
 
@@ -183,13 +191,16 @@ def classify_contents(
     url = database_url or config.database_url
     wanted = list(dict.fromkeys(requests))
     plan = _plan(url, config, wanted, replace or {})
-    if plan.models:
-        from model.warm import warm_classifiers  # torch is imported only where texts are classified
+    if plan.requests:
+        new: list[NewClassification] = []
+        if any(plan.models.values()):
+            from model.warm import warm_classifiers  # torch is imported only where texts are classified
 
-        classifiers = warm_classifiers(config)
-        new = _classify(plan, classifiers, config, attempts or {}, worker, enqueued or {})
+            classifiers = warm_classifiers(config)
+            new = _classify(plan, classifiers, config, attempts or {}, worker, enqueued or {})
+        found = _entities(plan)
         weights = {spec.name: spec.weight for spec in config.models}
-        plan.outcomes.update(_write(url, plan, new, weights, config.ambiguous_confidence))
+        plan.outcomes.update(_write(url, plan, new, found, weights, config.ambiguous_confidence))
     return [plan.outcomes[request] for request in wanted]
 
 
@@ -217,6 +228,7 @@ def _plan(url: str, config: Settings, wanted: list[Request], replace: Mapping[Re
             ids = [content_id for content_id, _ in ours]
             contents = contents_by_id(session, ids)
             versions = current_versions(session, ids)
+            extracted = with_entities(session, ids)
             for request in ours:
                 content_id = request[0]
                 content = contents.get(content_id)
@@ -233,7 +245,8 @@ def _plan(url: str, config: Settings, wanted: list[Request], replace: Mapping[Re
                     continue
                 if redo is None:
                     models = [name for name in names if name not in have]
-                    reason = _skip_reason(content, text, models, ALREADY_CLASSIFIED)
+                    lacks_entities = content is not None and content_id not in extracted
+                    reason = _skip_reason(content, text, models or lacks_entities, ALREADY_CLASSIFIED)
                 else:
                     chosen = [redo.model] if redo.model is not None else list(names)
                     models = [name for name in chosen if redo.force or have.get(name) != targets.get(name)]
@@ -245,6 +258,8 @@ def _plan(url: str, config: Settings, wanted: list[Request], replace: Mapping[Re
                     continue
                 plan.requests[content_id] = request
                 plan.models[content_id] = models
+                if redo is None and content_id not in extracted:
+                    plan.entities.add(content_id)
                 plan.texts[content_id] = text
                 plan.facts[content_id] = TextFacts(
                     text, post.input_chars, cut=post.cut, quote=post.is_quote, repost=post.is_repost
@@ -261,10 +276,11 @@ def _plan(url: str, config: Settings, wanted: list[Request], replace: Mapping[Re
     return plan
 
 
-def _skip_reason(content: Content | None, text: str, models: list[str], nothing_to_do: str) -> str | None:
+def _skip_reason(content: Content | None, text: str, work: object, nothing_to_do: str) -> str | None:
+    """Why the content is skipped (``work``: what is left to do for it, falsy when nothing), or None."""
     if content is None:
         return CONTENT_NOT_FOUND
-    if not models:
+    if not work:
         return nothing_to_do
     if not text:
         return NO_TEXT_TO_CLASSIFY
@@ -322,6 +338,24 @@ def _classify(
     return new
 
 
+def _entities(plan: _Plan) -> dict[int, EntityRows]:
+    """The entities of the contents that lack them, from the visible text the models read."""
+    if not plan.entities:
+        return {}
+    from entities import default_extractor  # the asset list compiled (and a NER model loaded) once
+
+    ids = sorted(plan.entities)
+    found = default_extractor().entities_many([plan.texts[content_id] for content_id in ids])
+    return {
+        content_id: EntityRows(
+            item.to_json(),
+            item.assets_version,
+            [AssetRow(link.symbol, link.kind, link.method, link.mentions) for link in item.links],
+        )
+        for content_id, item in zip(ids, found, strict=True)
+    }
+
+
 def _new_row(
     content_id: int, model: str, prediction: Prediction, version: str, meta: dict[str, Any]
 ) -> NewClassification:
@@ -339,19 +373,23 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _write(
-    url: str, plan: _Plan, new: list[NewClassification], weights: dict[str, float], ambiguous_below: float
+    url: str,
+    plan: _Plan,
+    new: list[NewClassification],
+    found: dict[int, EntityRows],
+    weights: dict[str, float],
+    ambiguous_below: float,
 ) -> dict[Request, Outcome]:
     """Store the batch in one transaction; if that fails for a post's reason, each post in its own."""
     try:
-        return _write_in_one(url, plan, new, weights, ambiguous_below)
+        return _write_in_one(url, plan, set(plan.requests), new, found, weights, ambiguous_below)
     except Exception as error:
         if is_infrastructure_failure(error):
             raise infrastructure_error(error) from error
     outcomes: dict[Request, Outcome] = {}
     for content_id, request in plan.requests.items():
-        own = [item for item in new if item.content_id == content_id]
         try:
-            outcomes.update(_write_in_one(url, plan, own, weights, ambiguous_below))
+            outcomes.update(_write_in_one(url, plan, {content_id}, new, found, weights, ambiguous_below))
         except Exception as error:
             if is_infrastructure_failure(error):
                 raise infrastructure_error(error) from error
@@ -360,13 +398,19 @@ def _write(
 
 
 def _write_in_one(
-    url: str, plan: _Plan, new: list[NewClassification], weights: dict[str, float], ambiguous_below: float
+    url: str,
+    plan: _Plan,
+    content_ids: set[int],
+    new: list[NewClassification],
+    found: dict[int, EntityRows],
+    weights: dict[str, float],
+    ambiguous_below: float,
 ) -> dict[Request, Outcome]:
-    """The classifications of ``new`` and their contents' consensus, in one transaction; an outcome for
-    each content written (classified, or skipped when other runs had written everything first)."""
-    content_ids = {item.content_id for item in new}
-    fresh = [item for item in new if item.key not in plan.replacing]
-    again = [item for item in new if item.key in plan.replacing]
+    """The classifications and entities of ``content_ids``, and their consensus, in one transaction; an
+    outcome for each (classified, or skipped when other runs had written everything first)."""
+    mine = [item for item in new if item.content_id in content_ids]
+    fresh = [item for item in mine if item.key not in plan.replacing]
+    again = [item for item in mine if item.key in plan.replacing]
     with session_scope(url) as session:
         lock_contents(session, content_ids)
         changed = save_classifications(session, fresh)
@@ -374,18 +418,21 @@ def _write_in_one(
         changed |= {key for key, result in replaced.items() if result != "current"}
         touched = {content_id for content_id, _ in changed}
         verdicts = refresh_consensus(session, touched, weights, ambiguous_below)
-    by_content: dict[int, list[NewClassification]] = {}
-    for item in new:
-        by_content.setdefault(item.content_id, []).append(item)
+        linked = save_entities(session, {i: rows for i, rows in found.items() if i in content_ids})
+    by_content: dict[int, list[NewClassification]] = {content_id: [] for content_id in content_ids}
+    for item in mine:
+        by_content[item.content_id].append(item)
     outcomes: dict[Request, Outcome] = {}
     for content_id, items in by_content.items():
         request = plan.requests[content_id]
         written = [item for item in items if item.key in changed]
+        assets = [link.symbol for link in found[content_id].links] if content_id in linked else None
         if not written:
             redone = any(item.key in plan.replacing for item in items)
-            outcomes[request] = Outcome.skipped(content_id, ALREADY_CURRENT if redone else ALREADY_CLASSIFIED)
-            continue
-        outcomes[request] = _classified(content_id, written, verdicts.get(content_id))
+            outcome = Outcome.skipped(content_id, ALREADY_CURRENT if redone else ALREADY_CLASSIFIED)
+        else:
+            outcome = _classified(content_id, written, verdicts.get(content_id))
+        outcomes[request] = with_changes(outcome, assets=assets) if assets is not None else outcome
     return outcomes
 
 

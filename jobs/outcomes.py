@@ -8,6 +8,8 @@ from typing import Any
 CLASSIFIED = "classified"
 SKIPPED = "skipped"
 FAILED = "failed"
+#: a reaction job stored the market's reaction to the content (``reactions``: records by status).
+REACTED = "reacted"
 #: not run at all: the job was enqueued for another database (never retried).
 REFUSED = "refused"
 
@@ -17,6 +19,10 @@ NO_TEXT_TO_CLASSIFY = "no_text_to_classify"
 ALREADY_CLASSIFIED = "already_classified"
 #: reclassification skip: the content's classification was made by this model version already.
 ALREADY_CURRENT = "already_current"
+#: reaction skip: the content has no publication time to measure from.
+NO_PUBLICATION_TIME = "no_publication_time"
+#: reaction skip: the content's entities are not stored yet (its classification job enqueues it again).
+NO_ENTITIES = "no_entities"
 #: refusal reason: the job names a database other than the worker's.
 WRONG_DATABASE = "wrong_database"
 #: refusal reason: a reclassification names a model the worker does not have (VOLFEFE_MODELS differ).
@@ -37,6 +43,10 @@ class Outcome:
     #: several models: the consensus's agreement, ambiguous flag and dissenting models
     #: (``sentiment`` and ``confidence`` are then the consensus's).
     consensus: dict[str, Any] | None = None
+    #: the assets the content was linked to, when this job extracted its entities.
+    assets: list[str] | None = None
+    #: a reaction job: its records by status (``ok``, ``awaiting_prices``, ...).
+    reactions: dict[str, int] | None = None
 
     @classmethod
     def skipped(cls, content_id: int, reason: str) -> Outcome:

@@ -24,7 +24,7 @@ from db.identity import database_id as identity_of
 from db.session import describe
 from errors import first_line
 from jobs.binding import bind_queue
-from jobs.registry import CLASSIFY_FUNCTION, RECLASSIFY_FUNCTION, refusal
+from jobs.registry import CLASSIFY_FUNCTION, REACT_FUNCTION, RECLASSIFY_FUNCTION, refusal
 from jobs.rq_seam import (
     JobCall,
     delete_if_failed,
@@ -39,6 +39,7 @@ QUEUE_NAME = DEFAULT_QUEUE_NAME
 JOB_FUNCTION = CLASSIFY_FUNCTION
 JOB_ID_PREFIX = "classify-content-"
 RECLASSIFY_JOB_ID_PREFIX = "reclassify-content-"
+REACT_JOB_ID_PREFIX = "react-content-"
 #: every job of this project is JSON: a payload can carry data, never code.
 SERIALIZER = JSONSerializer
 
@@ -78,6 +79,18 @@ def reclassify_job_id_for(content_id: int, database_id: str, model: str | None =
     """``reclassify-content-<id>-<database id>`` (every configured model), or ``...-<model>`` (that one)."""
     suffix = f"-{model}" if model else ""
     return f"{RECLASSIFY_JOB_ID_PREFIX}{content_id}-{database_id}{suffix}"
+
+
+def react_job_id_for(content_id: int, database_id: str) -> str:
+    """``react-content-<id>-<database id>``: the market's reaction to the content."""
+    return f"{REACT_JOB_ID_PREFIX}{content_id}-{database_id}"
+
+
+def _report_job_id(content_id: int, report: EnqueueReport) -> str:
+    """The id of the job that stands for ``content_id`` in ``report``'s kind of enqueue."""
+    if report.react:
+        return react_job_id_for(content_id, report.database_id)
+    return _job_id(content_id, report.database_id, report.force, report.model)
 
 
 def _job_id(content_id: int, identity: str, force: bool | None, model: str | None = None) -> str:
@@ -130,6 +143,8 @@ class EnqueueReport:
     lacking: bool = False
     #: among ``enqueued``: contents whose finished job was replaced (see ``lacking``).
     rerun_after_finish: list[int] = field(default_factory=list)
+    #: reaction jobs (``jobs.react.react_content``) instead of classification jobs.
+    react: bool = False
     #: None for classification jobs; for reclassification jobs, whether they replace even a
     #: classification made by the worker's own model version.
     force: bool | None = None
@@ -144,7 +159,8 @@ class EnqueueReport:
         if self.retried_after_failure:
             notes.append(f"{len(self.retried_after_failure)} retried after a failure")
         if self.rerun_after_finish:
-            notes.append(f"{len(self.rerun_after_finish)} again after a job that ended lacking a model")
+            why = "new prices" if self.react else "a job that ended lacking a model"
+            notes.append(f"{len(self.rerun_after_finish)} again after {why}")
         retried = f" (of which {'; '.join(notes)})" if notes else ""
         return (
             f"enqueued {len(self.enqueued)}{retried}, "
@@ -157,9 +173,7 @@ class EnqueueReport:
     @property
     def job_ids(self) -> list[str]:
         """Every job that stands for the requested ids, new or existing."""
-        return [
-            _job_id(content_id, self.database_id, self.force, self.model) for content_id in self.content_ids
-        ]
+        return [_report_job_id(content_id, self) for content_id in self.content_ids]
 
 
 def enqueue_ids(
@@ -205,6 +219,20 @@ def enqueue_reclassifications(
     return _enqueue_all(connection, database_url, pages, queue_name, force, model)
 
 
+def enqueue_reactions(
+    connection: Redis,
+    database_url: str,
+    content_ids: Iterable[int],
+    queue_name: str | None = None,
+    again: bool = False,
+) -> EnqueueReport:
+    """Enqueue one reaction job per content id (``react-content-<id>-<database id>``): unique, retried
+    and cooled down like classification jobs. ``again``: a finished one is replaced (prices arrived
+    since it ran), else it counts as finished."""
+    pages = [list(dict.fromkeys(content_ids))]
+    return _enqueue_all(connection, database_url, pages, queue_name, None, lacking=again, react=True)
+
+
 def _enqueue_all(
     connection: Redis,
     database_url: str,
@@ -213,11 +241,12 @@ def _enqueue_all(
     force: bool | None,
     model: str | None = None,
     lacking: bool = False,
+    react: bool = False,
 ) -> EnqueueReport:
     identity = identity_of(database_url)
     queue = classification_queue(connection, queue_name)
     bind_queue(connection, queue.name, identity, describe(database_url))
-    report = EnqueueReport(database_id=identity, force=force, model=model, lacking=lacking)
+    report = EnqueueReport(database_id=identity, force=force, model=model, lacking=lacking, react=react)
     try:
         for page in pages:
             report.content_ids.extend(page)
@@ -232,17 +261,18 @@ def _enqueue_all(
 
 
 def _arguments(content_id: int, identity: str, force: bool | None, model: str | None) -> tuple:
-    if force is None:
+    if force is None:  # a classification or a reaction
         return (content_id, identity)
     return (content_id, identity, force, model) if model else (content_id, identity, force)
 
 
-def _template_job(queue: Queue, identity: str, force: bool | None, model: str | None) -> Job:
+def _template_job(queue: Queue, identity: str, report: EnqueueReport) -> Job:
     """The options every job of one enqueue shares (RQ's ``create_job``); each job's own id, args and
     description come from ``_call``."""
-    reclassify = force is not None
+    force, model = report.force, report.model
+    function = REACT_FUNCTION if report.react else JOB_FUNCTION if force is None else RECLASSIFY_FUNCTION
     return queue.create_job(
-        RECLASSIFY_FUNCTION if reclassify else JOB_FUNCTION,
+        function,
         args=_arguments(0, identity, force, model),
         retry=Retry(max=MAX_ATTEMPTS - 1, interval=RETRY_INTERVALS),
         timeout=JOB_TIMEOUT,
@@ -251,13 +281,16 @@ def _template_job(queue: Queue, identity: str, force: bool | None, model: str | 
     )
 
 
-def _call(content_id: int, identity: str, force: bool | None, model: str | None) -> JobCall:
-    if force is None:
+def _call(content_id: int, identity: str, report: EnqueueReport) -> JobCall:
+    force, model = report.force, report.model
+    if report.react:
+        description = f"the market's reaction to content {content_id}"
+    elif force is None:
         description = f"classify content {content_id}"
     else:
         description = f"reclassify content {content_id}" + (f" with {model}" if model else "")
     return JobCall(
-        _job_id(content_id, identity, force, model),
+        _report_job_id(content_id, report),
         _arguments(content_id, identity, force, model),
         description,
     )
@@ -267,7 +300,7 @@ def _statuses(queue: Queue, content_ids: list[int], identity: str, report: Enque
     """The status of each content's job (None: no job), in one round trip."""
     return job_statuses(
         queue.connection,
-        [_job_id(content_id, identity, report.force, report.model) for content_id in content_ids],
+        [_report_job_id(content_id, report) for content_id in content_ids],
     )
 
 
@@ -286,8 +319,8 @@ def _enqueue_chunk(queue: Queue, content_ids: list[int], identity: str, report: 
         if missing:
             enqueued = enqueue_unique(
                 queue,
-                _template_job(queue, identity, report.force, report.model),
-                [_call(content_id, identity, report.force, report.model) for content_id in missing],
+                _template_job(queue, identity, report),
+                [_call(content_id, identity, report) for content_id in missing],
             )
             report.enqueued.extend(content_id for content_id, ok in zip(missing, enqueued, strict=True) if ok)
             retry = [content_id for content_id, ok in zip(missing, enqueued, strict=True) if not ok]
@@ -295,7 +328,7 @@ def _enqueue_chunk(queue: Queue, content_ids: list[int], identity: str, report: 
             if status is None:
                 continue
             if status == JobStatus.FAILED.value:
-                replaced = _replace_failed(queue, _job_id(content_id, identity, report.force, report.model))
+                replaced = _replace_failed(queue, _report_job_id(content_id, report))
                 if replaced is None:
                     report.cooling_down.append(content_id)
                     continue
@@ -307,7 +340,7 @@ def _enqueue_chunk(queue: Queue, content_ids: list[int], identity: str, report: 
             elif (
                 status == JobStatus.FINISHED.value
                 and report.lacking
-                and _replace_finished(queue, content_id, identity)
+                and _replace_finished(queue, _report_job_id(content_id, report))
             ):
                 report.rerun_after_finish.append(content_id)
                 retry.append(content_id)
@@ -316,10 +349,10 @@ def _enqueue_chunk(queue: Queue, content_ids: list[int], identity: str, report: 
         pending = retry
 
 
-def _replace_finished(queue: Queue, content_id: int, identity: str) -> bool:
-    """Delete the content's finished classification job (still finished); True when it was deleted."""
+def _replace_finished(queue: Queue, job_id: str) -> bool:
+    """Delete the content's finished job (if still finished); True when it was deleted or is gone."""
     try:
-        existing = Job.fetch(job_id_for(content_id, identity), queue.connection, SERIALIZER)
+        existing = Job.fetch(job_id, queue.connection, SERIALIZER)
     except NoSuchJobError:
         return True  # expired meanwhile: enqueue anew
     return delete_if_finished(queue.connection, existing)
@@ -345,7 +378,7 @@ def failure_cool_down(job: Job) -> int:
     0 for a job that was refused or is not ours (someone pushed it under our id); a day for a post
     that failed on its own; minutes for anything else (timeouts, killed workers, misjudged outages).
     """
-    if refusal(job) is not None or job.func_name not in (JOB_FUNCTION, RECLASSIFY_FUNCTION):
+    if refusal(job) is not None or job.func_name not in (JOB_FUNCTION, RECLASSIFY_FUNCTION, REACT_FUNCTION):
         return 0
     last = latest_failure(job)
     if last.startswith("refused:") or REFUSED_MARKER in last.split(":", 1)[0]:

@@ -19,6 +19,7 @@ from jobs.rq_seam import callback_names, job_payload
 CLASSIFY_FUNCTION = "jobs.classify.classify_content"
 SWEEP_FUNCTION = "jobs.sweep.scheduled_sweep"
 RECLASSIFY_FUNCTION = "jobs.classify.reclassify_content"
+REACT_FUNCTION = "jobs.react.react_content"
 #: a database identity as ``volfefe db upgrade`` makes it (hex digits).
 DATABASE_ID = re.compile(r"[0-9a-f]{6,32}")
 #: the largest content id: ``contents.id`` is a 32-bit INTEGER on PostgreSQL, and a larger id in a
@@ -64,6 +65,7 @@ REGISTERED_JOBS: Mapping[str, ArgumentCheck] = {
     CLASSIFY_FUNCTION: check_classify_arguments,
     SWEEP_FUNCTION: check_no_arguments,
     RECLASSIFY_FUNCTION: check_reclassify_arguments,
+    REACT_FUNCTION: check_classify_arguments,
 }
 
 

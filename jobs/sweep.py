@@ -33,7 +33,8 @@ def sweep(
 
 def hourly_sweep(connection: Redis, config: Settings) -> tuple[EnqueueReport, int]:
     """The scheduled sweep: every new post, then up to ``config.backfill_per_sweep`` contents that lack
-    only a model added later. Returns the report and how many of its contents were backfill."""
+    only a model added later (or their entities); then the reactions that are due (``jobs.react``).
+    Returns the classification report and how many of its contents were backfill."""
     names = config.model_names
     url = config.database_url
     backfill: list[int] = []
@@ -44,7 +45,20 @@ def hourly_sweep(connection: Redis, config: Settings) -> tuple[EnqueueReport, in
             yield page
 
     pages = chain(_pages(url, names, None, "new"), backfill_pages())
-    return enqueue_id_pages(connection, url, pages), len(backfill)
+    report = enqueue_id_pages(connection, url, pages)
+    if report.stopped is None:
+        sweep_reactions(connection, config)
+    return report, len(backfill)
+
+
+def sweep_reactions(connection: Redis, config: Settings) -> EnqueueReport:
+    """Enqueue the reactions that are missing, or older than an import of prices that covers them."""
+    from jobs.queue import enqueue_reactions
+    from jobs.react import reactions_due
+
+    with session_factory(config.database_url)() as session:
+        due = reactions_due(session)
+    return enqueue_reactions(connection, config.database_url, due, config.queue_name, again=True)
 
 
 def _pages(database_url: str, models: Sequence[str], limit: int | None, scope: str) -> Iterator[list[int]]:

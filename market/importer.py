@@ -88,6 +88,18 @@ class PriceImportReport(ImportReport):
     conflicting: list[Rejected] = field(default_factory=list)
     rejected_total: int = 0
     conflicting_total: int = 0
+    #: the span of the chunks that inserted bars: their symbols and first and last bar times.
+    symbols: set[str] = field(default_factory=set)
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
+
+    def covered(self, rows: list[tuple[Any, ...]]) -> None:
+        """Widen the span by these rows (``(line, symbol, resolution, ts, ...)``) of a chunk that inserted."""
+        self.symbols.update(row[1] for row in rows)
+        times = [row[3] for row in rows]
+        low, high = min(times), max(times)
+        self.first_ts = low if self.first_ts is None else min(self.first_ts, low)
+        self.last_ts = high if self.last_ts is None else max(self.last_ts, high)
 
     def reject(self, line: int, reason: str) -> None:
         self.rejected_total += 1
@@ -225,6 +237,8 @@ class _Chunks:
         for found in differing:
             self._settle(found, by_line[found.line])
         self.report.inserted += inserted
+        if inserted:
+            self.report.covered(self.rows)
         self.report.already_present += len(self.rows) - len(differing) - inserted
         self.rows.clear()
 

@@ -45,7 +45,14 @@ from jobs import rq_seam
 from jobs.failures import InfrastructureUnavailable, is_infrastructure_failure
 from jobs.outcomes import FAILED, REFUSED
 from jobs.queue import JOB_TIMEOUT
-from jobs.registry import CLASSIFY_FUNCTION, RECLASSIFY_FUNCTION, REGISTERED_JOBS, arguments, refusal
+from jobs.registry import (
+    CLASSIFY_FUNCTION,
+    REACT_FUNCTION,
+    RECLASSIFY_FUNCTION,
+    REGISTERED_JOBS,
+    arguments,
+    refusal,
+)
 from services.redis_client import bound_connection
 from services.redis_memory import eviction_problem
 from workers.lifetime import children_die_with_this_process, end_child
@@ -78,7 +85,7 @@ START_FAILURES_KEY = "volfefe:start-failures:{host}"
 #: seconds the scheduler process gets to stop after SIGTERM before it is killed (it holds no job).
 SCHEDULER_STOP_GRACE = 5.0
 #: the job functions whose jobs are classified together in forward passes.
-BATCHED_FUNCTIONS = frozenset({CLASSIFY_FUNCTION, RECLASSIFY_FUNCTION})
+BATCHED_FUNCTIONS = frozenset({CLASSIFY_FUNCTION, RECLASSIFY_FUNCTION, REACT_FUNCTION})
 
 
 def batch_share(available: int, workers: int, most: int, least: int) -> int:
@@ -362,8 +369,10 @@ class FinbertWorker(SimpleWorker):
             self._hand_back_batch(None)
 
     def _classify_batch(self, plain: list[_Taken]) -> list[_Taken]:
-        """Classify the batch's plain classification jobs and finish them; return those to run alone."""
+        """Run the batch's plain jobs of one function together (classifications, reclassifications, or
+        reactions) and finish them; return those to run alone."""
         from jobs.classify import Redo, classify_contents
+        from jobs.react import after_classification, react_contents
 
         by_request: dict[tuple, _Taken] = {}
         replace: dict[tuple, Redo] = {}
@@ -380,17 +389,20 @@ class FinbertWorker(SimpleWorker):
         timeout = self._batch_timeout(len(plain))
         try:
             with self.death_penalty_class(timeout, JobTimeoutException, job_id=plain[0].job.id):
-                outcomes = classify_contents(
-                    list(by_request),
-                    self.config.database_url,
-                    attempts={
-                        request: (t.job.number_of_retries or 0) + 1 for request, t in by_request.items()
-                    },
-                    worker=self.name,
-                    replace=replace,
-                    enqueued={request: t.job.enqueued_at for request, t in by_request.items()},
-                    config=self.config,
-                )
+                if plain[0].job.func_name == REACT_FUNCTION:
+                    outcomes = react_contents(list(by_request), self.config.database_url, config=self.config)
+                else:
+                    outcomes = classify_contents(
+                        list(by_request),
+                        self.config.database_url,
+                        attempts={
+                            request: (t.job.number_of_retries or 0) + 1 for request, t in by_request.items()
+                        },
+                        worker=self.name,
+                        replace=replace,
+                        enqueued={request: t.job.enqueued_at for request, t in by_request.items()},
+                        config=self.config,
+                    )
         except InfrastructureUnavailable:
             raise
         except Exception as error:
@@ -413,6 +425,7 @@ class FinbertWorker(SimpleWorker):
                 finished.append(taken)
                 results[taken.job.id] = outcome.as_result()
         self._finish(finished, results)
+        after_classification(self.connection, self.config, outcomes, self.log)
         to_run_alone = {id(taken) for taken in alone}
         return [taken for taken in plain if id(taken) in to_run_alone]  # in queue order
 

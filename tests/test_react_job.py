@@ -1,0 +1,128 @@
+"""The reaction job end to end on a database (SQLite and a real PostgreSQL): prices imported by the real
+importer, a post classified by the job (which links it to assets), its reaction computed and stored, and
+the enqueueing around it: after classification, after an import, and the sweep's due reactions."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import fakeredis
+import pytest
+from rq import Queue
+from rq.serializers import JSONSerializer
+from sqlalchemy import select
+
+from config import load_settings
+from db.identity import database_id
+from db.models import Content, ContentAsset, ContentEntities, Reaction, ReactionPath
+from db.session import session_scope
+from jobs.classify import classify_contents
+from jobs.outcomes import CONTENT_NOT_FOUND, NO_ENTITIES, NO_PUBLICATION_TIME, REACTED, SKIPPED
+from jobs.queue import react_job_id_for
+from jobs.react import after_classification, react_contents, reactions_due, record_import
+from market.importer import import_prices_file
+from market.synthetic import write_bars
+from tests.test_market_reaction import scenario
+
+POSTED = datetime(2025, 6, 10, 14, 0, 30, tzinfo=UTC)  # Tuesday 10:00:30 EDT
+
+
+@pytest.fixture
+def priced(migrated_db: str, tmp_path: Path) -> tuple[str, object]:
+    """The database with a planted move of SPY at POSTED, imported as a vendor's minute bars."""
+    case = scenario(POSTED)
+    path = tmp_path / "bars.csv"
+    write_bars(path, case.bars)
+    report = import_prices_file(migrated_db, path, "1m")
+    assert report.ok and report.inserted == len(case.bars)
+    return migrated_db, case
+
+
+def add_post(url: str, text: str, published: datetime | None = POSTED, source: str = "truth") -> int:
+    with session_scope(url) as session:
+        content = Content(
+            source=source, external_id=f"p{text[:20]}{published}", text=text, published_at=published
+        )
+        session.add(content)
+        session.flush()
+        return content.id
+
+
+def test_a_classified_post_reacts_with_the_planted_move(priced, classifier, monkeypatch) -> None:
+    url, case = priced
+    monkeypatch.setenv("DATABASE_URL", url)
+    config = load_settings({"DATABASE_URL": url})
+    identity = database_id(url)
+    post = add_post(url, "The Stock Market is at an ALL TIME HIGH!")
+    (classified,) = classify_contents([(post, identity)], url, config=config)
+    assert classified.assets == ["SPY"]  # linked in the same job as the classification
+    with session_scope(url) as session:
+        assert session.get(ContentEntities, post) is not None
+        (asset,) = session.scalars(select(ContentAsset).where(ContentAsset.content_id == post))
+        assert (asset.symbol, asset.method) == ("SPY", "alias")
+
+    (outcome,) = react_contents([(post, identity)], url, config=config)
+    assert outcome.status == REACTED and outcome.reactions == {"ok": 3}
+    expected = case.expected_z()
+    with session_scope(url) as session:
+        rows = {
+            row.window: row for row in session.scalars(select(Reaction).where(Reaction.content_id == post))
+        }
+        (path,) = session.scalars(select(ReactionPath).where(ReactionPath.content_id == post))
+    assert set(rows) == {"1h", "4h", "1d"}
+    for row in rows.values():
+        assert row.status == "ok" and row.symbol == "SPY" and row.market_open is True
+        assert row.z_score == pytest.approx(expected, rel=1e-9) and row.significance == "p<0.01"
+        assert row.record["complete"] is True and row.isolation == 1.0
+    assert path.path["symbol"] == "SPY" and len(path.path["car"]) == len(path.path["minutes"])
+
+    # Again: the same rows, replaced whole (never doubled).
+    react_contents([(post, identity)], url, config=config)
+    with session_scope(url) as session:
+        assert len(list(session.scalars(select(Reaction).where(Reaction.content_id == post)))) == 3
+
+
+def test_posts_that_cannot_react_are_skipped_with_why(priced, classifier) -> None:
+    url, _ = priced
+    config = load_settings({"DATABASE_URL": url})
+    identity = database_id(url)
+    undated = add_post(url, "Oil prices surge", published=None)
+    unlinked = add_post(url, "Shares fall")
+    classify_contents([(undated, identity)], url, config=config)
+    outcomes = react_contents(
+        [(undated, identity), (unlinked, identity), (987654, identity)], url, config=config
+    )
+    assert [(o.status, o.reason) for o in outcomes] == [
+        (SKIPPED, NO_PUBLICATION_TIME),
+        (SKIPPED, NO_ENTITIES),
+        (SKIPPED, CONTENT_NOT_FOUND),
+    ]
+    with session_scope(url) as session:
+        assert session.scalars(select(Reaction)).first() is None
+
+
+def test_reactions_are_enqueued_after_classification_and_when_due(priced, classifier) -> None:
+    url, _ = priced
+    config = load_settings({"DATABASE_URL": url})
+    identity = database_id(url)
+    connection = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    queue = Queue(config.queue_name, connection=connection, serializer=JSONSerializer)
+    first, second = add_post(url, "Apple $AAPL beats"), add_post(url, "Tesla shares plunge")
+    outcomes = classify_contents([(first, identity), (second, identity)], url, config=config)
+    after_classification(connection, config, outcomes)
+    assert queue.job_ids == [react_job_id_for(first, identity), react_job_id_for(second, identity)]
+    job = queue.fetch_job(react_job_id_for(first, identity))
+    assert (job.func_name, job.args) == ("jobs.react.react_content", [first, identity])
+
+    with session_scope(url) as session:
+        assert reactions_due(session) == [first, second]  # none computed yet
+    react_contents([(first, identity), (second, identity)], url, config=config)
+    with session_scope(url) as session:
+        assert reactions_due(session) == []
+    # An import after they were computed that covers them makes them due again.
+    record_import(url, ["SPY"], POSTED, POSTED, 10)
+    with session_scope(url) as session:
+        assert reactions_due(session) == [first, second]
+    assert json.loads(json.dumps(outcomes[0].as_result()))["assets"]
