@@ -52,18 +52,22 @@ def _react_to(config: Settings, report) -> None:
     reached, say so: the hourly sweep enqueues them (the import is recorded first)."""
     from redis.exceptions import RedisError
 
+    from db.session import session_scope
     from errors import VolfefeError, first_line
-    from jobs.react import enqueue_reactions_for_import, record_import
+    from jobs.queue import enqueue_reactions
+    from jobs.react import posts_covered, record_import
     from services.redis_connection import connect_for_jobs, redis_url
 
     record_import(
         config.database_url, sorted(report.symbols), report.first_ts, report.last_ts, report.inserted
     )
+    with session_scope(config.database_url) as session:
+        covered = posts_covered(session, sorted(report.symbols), report.first_ts, report.last_ts)
+    if not covered:  # no post yet: nothing to enqueue (posts classified later are enqueued then)
+        return
     try:
         connection = connect_for_jobs(redis_url(config))
-        enqueued = enqueue_reactions_for_import(
-            connection, config, report.symbols, report.first_ts, report.last_ts
-        )
+        enqueued = enqueue_reactions(connection, config.database_url, covered, config.queue_name, again=True)
     except (RedisError, VolfefeError) as error:
         print(
             f"volfefe import-prices: warning: reactions not enqueued now ({first_line(error)}); "

@@ -2,7 +2,7 @@
 id>``, unique per content), run on the classification queue by the same workers.
 
 It is enqueued for the contents a classification job has just linked to assets (when the database
-holds prices at all), and again for the posts an import of prices covers (``enqueue_reactions_for_import``);
+holds prices at all), and again for the posts an import of prices covers (``posts_covered``);
 the hourly sweep enqueues what an import has made stale since. The job computes, for each linked asset
 and each window (``market.reaction``), the return, the abnormal return against the asset's own baseline,
 its z-score and significance, whether the market was open, the isolation from the source's other posts
@@ -302,15 +302,6 @@ def record_import(
         session.add(row)
         session.flush()
         return row.id
-
-
-def enqueue_reactions_for_import(connection, config: Settings, symbols, first: datetime, last: datetime):
-    """Enqueue again the reactions of every post the imported bars can change (finished ones too)."""
-    from jobs.queue import enqueue_reactions
-
-    with session_scope(config.database_url) as session:
-        ids = posts_covered(session, symbols, first, last)
-    return enqueue_reactions(connection, config.database_url, ids, config.queue_name, again=True)
 
 
 def reactions_due(session, limit: int = REACTIONS_PER_SWEEP) -> list[int]:

@@ -79,6 +79,16 @@ def stop_requested(worker: BaseWorker) -> bool:
     return bool(worker._stop_requested)
 
 
+def scheduler_process(worker: BaseWorker):
+    """The process running the worker's scheduler (``--with-scheduler``), or None.
+
+    Reads ``RQScheduler._process``, which ``RQScheduler.start`` (RQ 3.0) sets to the ForkProcess it
+    starts; RQ has no accessor, and its own ``stop_scheduler`` waits for it without a limit.
+    """
+    scheduler = worker.scheduler
+    return scheduler._process if scheduler is not None else None
+
+
 def dequeue_ready(queue: Queue, wanted: int, job_class: type[Job]) -> list[tuple[Job, Queue]]:
     """Up to ``wanted`` jobs from the front of ``queue``, without waiting, in two round trips.
 

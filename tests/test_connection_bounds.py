@@ -77,9 +77,17 @@ def test_a_bad_bound_is_refused_in_one_line_naming_it(name: str, value: str, say
 
 def test_redis_clients_get_every_bound_over_tcp_and_the_url_wins() -> None:
     tcp = redis_client("redis://127.0.0.1:6390/0", DEFAULTS).connection_pool.connection_kwargs
-    assert (tcp["socket_timeout"], tcp["socket_connect_timeout"], tcp["health_check_interval"]) == (15.0, 5.0, 10)
+    assert (tcp["socket_timeout"], tcp["socket_connect_timeout"], tcp["health_check_interval"]) == (
+        15.0,
+        5.0,
+        10,
+    )
     assert tcp["socket_keepalive"] is True
-    assert tcp["socket_keepalive_options"] == {socket.TCP_KEEPIDLE: 10, socket.TCP_KEEPINTVL: 5, socket.TCP_KEEPCNT: 3}
+    assert tcp["socket_keepalive_options"] == {
+        socket.TCP_KEEPIDLE: 10,
+        socket.TCP_KEEPINTVL: 5,
+        socket.TCP_KEEPCNT: 3,
+    }
     unix = redis_client("unix:///tmp/none.sock?db=0", DEFAULTS).connection_pool.connection_kwargs
     assert unix["socket_timeout"] == 15.0 and "socket_keepalive" not in unix  # no TCP on a Unix socket
     given = redis_client("redis://h:1/0?socket_timeout=3", DEFAULTS, socket_timeout=4)
@@ -124,7 +132,9 @@ def proxied_redis(redis_server: RedisServer, redis_url: str):
 
 
 def test_a_black_holed_redis_fails_within_the_socket_timeout_and_works_when_healed(proxied_redis) -> None:
-    client = redis_client(redis_through(proxied_redis), SHORT, retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0))
+    client = redis_client(
+        redis_through(proxied_redis), SHORT, retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0)
+    )
     assert client.ping()
     proxied_redis.pause()
     started = time.monotonic()
@@ -132,7 +142,9 @@ def test_a_black_holed_redis_fails_within_the_socket_timeout_and_works_when_heal
         client.ping()
     assert time.monotonic() - started < SHORT.redis_socket_timeout + 1
     with pytest.raises((RedisTimeoutError, RedisConnectionError)):  # a new connection gets no answer either
-        redis_client(redis_through(proxied_redis), SHORT, retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0)).ping()
+        redis_client(
+            redis_through(proxied_redis), SHORT, retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0)
+        ).ping()
     proxied_redis.heal()
     assert client.ping()
 
@@ -166,7 +178,9 @@ def test_patient_retry_gives_up_at_the_stop_deadline(monkeypatch: pytest.MonkeyP
     retry = PatientRetry(lambda: "w1", stop_deadline=lambda: deadline[0])
     dropped: list[Exception] = []
     down = RedisConnectionError("Connection refused")
-    assert retry.call_with_retry(_failing(30, down), dropped.append) == "OK"  # not stopping: as long as it takes
+    assert (
+        retry.call_with_retry(_failing(30, down), dropped.append) == "OK"
+    )  # not stopping: as long as it takes
     deadline[0] = time.monotonic()  # a stop was requested and its grace is over
     with pytest.raises(StopRequested):
         retry.call_with_retry(_failing(10**9, down), dropped.append)
@@ -212,7 +226,9 @@ def test_postgres_sessions_carry_the_server_side_bounds_and_migrations_do_not(po
         migration.dispose()
 
 
-def test_a_black_holed_postgres_is_dropped_at_the_answer_deadline(postgres_url: str, proxied_postgres) -> None:
+def test_a_black_holed_postgres_is_dropped_at_the_answer_deadline(
+    postgres_url: str, proxied_postgres
+) -> None:
     engine = bounded_engine(database_through(postgres_url, proxied_postgres), SHORT)
     try:
         with engine.connect() as connection:
@@ -266,8 +282,11 @@ time.sleep(600)
 
 def test_a_forked_child_dies_with_its_parent_however_the_parent_ends() -> None:
     parent = subprocess.Popen(
-        [sys.executable, "-c", _FORKING_PARENT], stdout=subprocess.PIPE, text=True,
-        cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "PYTHONPATH": os.getcwd()},
+        [sys.executable, "-c", _FORKING_PARENT],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
     try:
         assert parent.stdout is not None

@@ -236,8 +236,9 @@ def test_two_workers_on_an_empty_cache_one_builds_the_other_waits_both_classify(
             worker.start(wait_ready=False)
         for worker in workers:
             wait_for(
-                lambda worker=worker: "waiting for another process to build" in worker.log()
-                or not worker.running,
+                lambda worker=worker: (
+                    "waiting for another process to build" in worker.log() or not worker.running
+                ),
                 120,
                 what="both workers to wait for the build lock",
             )
@@ -260,7 +261,9 @@ def test_two_workers_on_an_empty_cache_one_builds_the_other_waits_both_classify(
         assert not any(WARNING.search(log) for log in logs)
 
         with session_scope(sqlite_url) as session:
-            contents = [Content(source="t", external_id=str(i), text=text) for i, text in enumerate(TEXTS * 5)]
+            contents = [
+                Content(source="t", external_id=str(i), text=text) for i, text in enumerate(TEXTS * 5)
+            ]
             session.add_all(contents)
             session.flush()
             ids = [content.id for content in contents]
@@ -310,7 +313,9 @@ def test_a_real_worker_whose_conversion_fails_runs_torch_with_one_warning(
     worker.start(wait_ready=False)
     connection = Redis.from_url(redis_url)
     try:
-        wait_for(lambda: "Worker: model" in worker.log() or not worker.running, 120, what="the worker's model")
+        wait_for(
+            lambda: "Worker: model" in worker.log() or not worker.running, 120, what="the worker's model"
+        )
         assert worker.running, worker.log()[-2000:]
         log = worker.log()
         warnings = [line for line in log.splitlines() if "warning" in line.lower()]
@@ -321,7 +326,9 @@ def test_a_real_worker_whose_conversion_fails_runs_torch_with_one_warning(
         # reclassify --stale compares with what the workers write
         settings = settings_for(tiny_model_dir, cache)
         planned = engine_choice.planned_engine(settings)
-        assert configured_model_version(str(tiny_model_dir), planned.precision, planned.engine) == torch_version
+        assert (
+            configured_model_version(str(tiny_model_dir), planned.precision, planned.engine) == torch_version
+        )
 
         with session_scope(sqlite_url) as session:
             contents = [Content(source="t", external_id=str(i), text=text) for i, text in enumerate(TEXTS)]

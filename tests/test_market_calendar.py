@@ -47,7 +47,12 @@ def test_open_and_next_open_match_the_library_on_random_minutes(xnys) -> None:
         (utc(2025, 11, 28, 17, 59), True, utc(2025, 11, 28, 17, 59), "the day after Thanksgiving, 12:59 EST"),
         (utc(2025, 11, 28, 18, 0), False, utc(2025, 12, 1, 14, 30), "its 13:00 EST close"),
         (utc(2025, 3, 9, 15), False, utc(2025, 3, 10, 13, 30), "Sunday of the spring DST change"),
-        (utc(2025, 3, 10, 13, 45), True, utc(2025, 3, 10, 13, 45), "9:45 EDT (a UTC-5 shift says 8:45: closed)"),
+        (
+            utc(2025, 3, 10, 13, 45),
+            True,
+            utc(2025, 3, 10, 13, 45),
+            "9:45 EDT (a UTC-5 shift says 8:45: closed)",
+        ),
         (utc(2025, 3, 7, 13, 45), False, utc(2025, 3, 7, 14, 30), "8:45 EST the Friday before"),
         (utc(2025, 11, 3, 14, 0), False, utc(2025, 11, 3, 14, 30), "9:00 EST after the autumn change"),
         (utc(2025, 10, 31, 14, 0), True, utc(2025, 10, 31, 14, 0), "10:00 EDT before it"),
@@ -66,7 +71,9 @@ def test_trading_day_arithmetic(xnys) -> None:
     assert xnys.sessions_before(date(2025, 7, 5), 1) == [date(2025, 7, 3)]  # a Saturday: the sessions before
     assert xnys.add_trading_days(date(2025, 4, 17), 1) == date(2025, 4, 21)  # over Good Friday and a weekend
     assert xnys.add_trading_days(date(2025, 4, 21), -1) == date(2025, 4, 17)
-    assert xnys.add_trading_days(date(2025, 1, 2), 20) == date(2025, 2, 3)  # Jan 9 (Carter) and 20 (MLK) closed
+    assert xnys.add_trading_days(date(2025, 1, 2), 20) == date(
+        2025, 2, 3
+    )  # Jan 9 (Carter) and 20 (MLK) closed
     assert xnys.session_of(utc(2025, 7, 4, 15)) == date(2025, 7, 7)
     assert xnys.open_close(date(2025, 11, 28)) == (utc(2025, 11, 28, 14, 30), utc(2025, 11, 28, 18, 0))
     with pytest.raises(CalendarError):
@@ -97,19 +104,28 @@ def test_trading_time_runs_over_closes_half_days_and_dst(xnys) -> None:
 def test_the_bar_grid_of_a_complete_feed(xnys) -> None:
     minute = 60
     # The last minute bar ended at or before 10:00:30 EDT ended at 10:00; before an open: the last close.
-    assert to_datetime(xnys.bar_end_at_or_before_s(to_seconds(utc(2025, 6, 10, 14, 0, 30)), minute)) == utc(2025, 6, 10, 14)
-    assert to_datetime(xnys.bar_end_at_or_before_s(to_seconds(utc(2025, 6, 10, 13, 30)), minute)) == utc(2025, 6, 9, 20)
-    assert to_datetime(xnys.bar_end_at_or_before_s(to_seconds(utc(2025, 6, 8, 12)), minute)) == utc(2025, 6, 6, 20)
+    assert to_datetime(xnys.bar_end_at_or_before_s(to_seconds(utc(2025, 6, 10, 14, 0, 30)), minute)) == utc(
+        2025, 6, 10, 14
+    )
+    assert to_datetime(xnys.bar_end_at_or_before_s(to_seconds(utc(2025, 6, 10, 13, 30)), minute)) == utc(
+        2025, 6, 9, 20
+    )
+    assert to_datetime(xnys.bar_end_at_or_before_s(to_seconds(utc(2025, 6, 8, 12)), minute)) == utc(
+        2025, 6, 6, 20
+    )
     # A full session has 390 minute bars, the half day 210, a weekend none.
     day = (to_seconds(utc(2025, 6, 10, 13, 30)), to_seconds(utc(2025, 6, 10, 20)))
     assert xnys.bar_ends_between_s(*day, minute) == 390
-    assert xnys.bar_ends_between_s(to_seconds(utc(2025, 11, 28)), to_seconds(utc(2025, 11, 29)), minute) == 210
+    assert (
+        xnys.bar_ends_between_s(to_seconds(utc(2025, 11, 28)), to_seconds(utc(2025, 11, 29)), minute) == 210
+    )
     assert xnys.bar_ends_between_s(to_seconds(utc(2025, 6, 7)), to_seconds(utc(2025, 6, 9)), minute) == 0
     # 1 h bars from 9:30: six whole ones and a last one cut at the close.
     assert xnys.bar_ends_between_s(*day, 3600) == 7
-    assert xnys.trading_seconds_between_s(to_seconds(utc(2025, 11, 26)), to_seconds(utc(2025, 12, 2))) == (
-        390 + 210 + 390
-    ) * 60
+    assert (
+        xnys.trading_seconds_between_s(to_seconds(utc(2025, 11, 26)), to_seconds(utc(2025, 12, 2)))
+        == (390 + 210 + 390) * 60
+    )
 
 
 def test_unknown_calendar_and_naive_times_are_refused() -> None:

@@ -106,7 +106,9 @@ def test_planted_moves_are_found_with_the_z_scores_computed_by_hand() -> None:
         assert reaction.simple_return == pytest.approx(case.reaction_step, rel=1e-9)
         assert reaction.baseline is not None and len(reaction.baseline.returns) == 60
         assert reaction.baseline.returns == pytest.approx(case.baseline_steps, rel=1e-9)
-        assert reaction.abnormal_return == pytest.approx(case.reaction_step - statistics.fmean(case.baseline_steps))
+        assert reaction.abnormal_return == pytest.approx(
+            case.reaction_step - statistics.fmean(case.baseline_steps)
+        )
         assert reaction.z_score == pytest.approx(expected, rel=1e-9)
         assert reaction.p_value == pytest.approx(normal_two_sided_p(expected))
         assert reaction.significance == "p<0.01"
@@ -118,7 +120,11 @@ def test_planted_moves_are_found_with_the_z_scores_computed_by_hand() -> None:
     assert reactions["1d"].end_at == utc(2025, 6, 11, 14, 0)
     # JSON-serialisable, one record per (symbol, window).
     record = json.loads(json.dumps(reactions["1h"].to_json()))
-    assert record["z_score"] == pytest.approx(expected) and record["window"] == "1h" and record["symbol"] == "SPY"
+    assert (
+        record["z_score"] == pytest.approx(expected)
+        and record["window"] == "1h"
+        and record["symbol"] == "SPY"
+    )
     assert record["posted_at"] == "2025-06-10T14:00:30+00:00"
     in_new_york = Post(7, datetime.fromisoformat("2025-06-10T10:00:30-04:00"), "twitter", ("SPY",))
     same = post_reactions(in_new_york, case.source, CALENDAR, SETTINGS)[0].to_json()
@@ -130,7 +136,13 @@ def test_a_small_planted_move_is_not_significant_and_its_level_follows_the_norma
     reaction = case.reactions()["1h"]
     expected = case.expected_z()
     assert reaction.z_score == pytest.approx(expected, rel=1e-9)
-    level = "p<0.01" if normal_two_sided_p(expected) < 0.01 else "p<0.05" if normal_two_sided_p(expected) < 0.05 else "n.s."
+    level = (
+        "p<0.01"
+        if normal_two_sided_p(expected) < 0.01
+        else "p<0.05"
+        if normal_two_sided_p(expected) < 0.05
+        else "n.s."
+    )
     assert reaction.significance == level == "n.s."
     # Empirical p: (1 + baseline returns at least as far from their mean) / 61.
     mean = statistics.fmean(case.baseline_steps)
@@ -149,16 +161,43 @@ def test_a_planted_move_stands_out_of_a_noisy_random_walk() -> None:
 @pytest.mark.parametrize(
     ("posted", "window_start", "base_at", "why"),
     [
-        (utc(2025, 6, 14, 15), utc(2025, 6, 16, 13, 30), utc(2025, 6, 13, 20), "Saturday: Friday's close to Monday"),
-        (utc(2025, 7, 4, 15), utc(2025, 7, 7, 13, 30), utc(2025, 7, 3, 17), "Independence Day, after a half day"),
+        (
+            utc(2025, 6, 14, 15),
+            utc(2025, 6, 16, 13, 30),
+            utc(2025, 6, 13, 20),
+            "Saturday: Friday's close to Monday",
+        ),
+        (
+            utc(2025, 7, 4, 15),
+            utc(2025, 7, 7, 13, 30),
+            utc(2025, 7, 3, 17),
+            "Independence Day, after a half day",
+        ),
         (utc(2025, 4, 18, 15), utc(2025, 4, 21, 13, 30), utc(2025, 4, 17, 20), "Good Friday"),
-        (utc(2025, 11, 28, 19), utc(2025, 12, 1, 14, 30), utc(2025, 11, 28, 18), "after the half day's 13:00 close"),
+        (
+            utc(2025, 11, 28, 19),
+            utc(2025, 12, 1, 14, 30),
+            utc(2025, 11, 28, 18),
+            "after the half day's 13:00 close",
+        ),
         (utc(2025, 3, 9, 15), utc(2025, 3, 10, 13, 30), utc(2025, 3, 7, 21), "the spring DST Sunday"),
-        (utc(2025, 3, 10, 13, 0), utc(2025, 3, 10, 13, 30), utc(2025, 3, 7, 21), "9:00 EDT on the Monday after"),
-        (utc(2025, 11, 3, 14, 0), utc(2025, 11, 3, 14, 30), utc(2025, 10, 31, 20), "9:00 EST after the autumn change"),
+        (
+            utc(2025, 3, 10, 13, 0),
+            utc(2025, 3, 10, 13, 30),
+            utc(2025, 3, 7, 21),
+            "9:00 EDT on the Monday after",
+        ),
+        (
+            utc(2025, 11, 3, 14, 0),
+            utc(2025, 11, 3, 14, 30),
+            utc(2025, 10, 31, 20),
+            "9:00 EST after the autumn change",
+        ),
     ],
 )
-def test_a_post_while_the_market_is_closed_starts_at_the_next_open(posted, window_start, base_at, why) -> None:
+def test_a_post_while_the_market_is_closed_starts_at_the_next_open(
+    posted, window_start, base_at, why
+) -> None:
     case = scenario(posted)
     reactions = case.reactions()
     for window, reaction in reactions.items():
@@ -174,13 +213,17 @@ def test_a_post_while_the_market_is_closed_starts_at_the_next_open(posted, windo
         assert reactions[window].z_score == pytest.approx(case.expected_z(), rel=1e-9), (why, window)
     # +1 trading day from an open ends at the next session's open: that is, at the close of the
     # session the window started in.
-    assert reactions["1d"].end_at == to_datetime(CALENDAR.closes[CALENDAR.session_of_s(to_seconds(window_start))])
+    assert reactions["1d"].end_at == to_datetime(
+        CALENDAR.closes[CALENDAR.session_of_s(to_seconds(window_start))]
+    )
 
 
 def test_a_post_during_a_half_day_goes_on_at_the_next_open() -> None:
     case = scenario(utc(2025, 11, 28, 17, 30))  # 12:30 EST; the market closes at 13:00
     reactions = case.reactions()
-    assert reactions["1h"].market_open_at_post is True and reactions["1h"].window_start == utc(2025, 11, 28, 17, 30)
+    assert reactions["1h"].market_open_at_post is True and reactions["1h"].window_start == utc(
+        2025, 11, 28, 17, 30
+    )
     assert reactions["1h"].end_at == utc(2025, 12, 1, 15, 0)  # 30 min on Friday, 30 min on Monday
     # +1 trading day: the same offset (3 h after the open) on Monday.
     assert reactions["1d"].end_at == utc(2025, 12, 1, 17, 30)
@@ -199,7 +242,9 @@ def test_a_post_right_after_the_dst_change_is_open_and_its_baseline_keeps_the_lo
         assert reactions[window].z_score == pytest.approx(case.expected_z(), rel=1e-9), window
     four_hours = reactions["4h"].baseline
     assert four_hours is not None
-    back = CALENDAR.session_of_s(to_seconds(case.post.published_at)) - CALENDAR.session_index(date(2024, 12, 24))
+    back = CALENDAR.session_of_s(to_seconds(case.post.published_at)) - CALENDAR.session_index(
+        date(2024, 12, 24)
+    )
     steps = case.baseline_steps
     expected = [*steps[: back - 1], (1 + steps[back - 1]) * (1 + steps[back - 2]) - 1, *steps[back:]]
     assert four_hours.returns == pytest.approx(expected, rel=1e-9)
@@ -226,7 +271,9 @@ def test_a_gap_in_the_window_is_reported_as_incomplete_and_never_filled() -> Non
 def test_a_gap_in_the_baseline_leaves_that_day_out_and_counts_it() -> None:
     posted = utc(2025, 6, 10, 14, 0, 30)
     start = to_seconds(posted)
-    day_before = CALENDAR.at_trading_offset_s(CALENDAR.session_of_s(start) - 1, CALENDAR.trading_offset_s(start))
+    day_before = CALENDAR.at_trading_offset_s(
+        CALENDAR.session_of_s(start) - 1, CALENDAR.trading_offset_s(start)
+    )
     case = scenario(posted, skip=(day_before - day_before % 60 + 20 * 60,))  # inside its 1 h window
     reaction = case.reactions()["1h"]
     assert reaction.baseline is not None
@@ -259,7 +306,9 @@ def test_a_post_after_the_last_stored_bar_awaits_prices_rather_than_having_none(
     later = Post(8, utc(2025, 9, 10, 14, 0), "twitter", ("SPY",))  # months after the last bar
     reactions = post_reactions(later, case.source, CALENDAR, SETTINGS)
     assert [r.status for r in reactions] == [AWAITING_PRICES] * 3
-    nothing = post_reactions(Post(9, utc(2025, 6, 10, 14), "twitter", ("QQQ",)), case.source, CALENDAR, SETTINGS)
+    nothing = post_reactions(
+        Post(9, utc(2025, 6, 10, 14), "twitter", ("QQQ",)), case.source, CALENDAR, SETTINGS
+    )
     assert [r.status for r in nothing] == ["no_prices"] * 3
 
 
@@ -298,7 +347,11 @@ def test_isolation_counts_the_other_posts_between_the_base_and_the_end() -> None
     reactions = case.reactions(others)
     assert reactions["1h"].other_post_ids == [8] and reactions["1h"].isolation == 0.5
     assert reactions["4h"].other_post_ids == [8, 9] and reactions["4h"].isolation == pytest.approx(1 / 3)
-    assert reactions["1d"].to_json()["isolation"] == {"score": 1 / 3, "other_posts": 2, "other_post_ids": [8, 9]}
+    assert reactions["1d"].to_json()["isolation"] == {
+        "score": 1 / 3,
+        "other_posts": 2,
+        "other_post_ids": [8, 9],
+    }
     assert case.reactions()["1h"].isolation == 1.0
 
 
@@ -327,8 +380,16 @@ def test_settings_are_read_from_the_environment() -> None:
         }
     )
     assert settings.calendar == "XLON"
-    assert [(w.label, w.minutes, w.sessions) for w in settings.windows] == [("30m", 30, 0), ("2h", 120, 0), ("2d", 0, 2)]
-    assert (settings.baseline_days, settings.baseline_min_days, settings.intraday_resolution) == (20, 20, "5m")
+    assert [(w.label, w.minutes, w.sessions) for w in settings.windows] == [
+        ("30m", 30, 0),
+        ("2h", 120, 0),
+        ("2d", 0, 2),
+    ]
+    assert (settings.baseline_days, settings.baseline_min_days, settings.intraday_resolution) == (
+        20,
+        20,
+        "5m",
+    )
     assert settings.event_grid == (-30, 0, 30, 60, 90, 120)
     assert parse_event_grid("-1h..1d/15m")[:5] == (-60, -45, -30, -15, 0)
     for bad in (

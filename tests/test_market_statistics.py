@@ -19,7 +19,9 @@ from market.statistics import (
 )
 
 
-def record(content_id: int, window: str, abnormal: float | None, *, z: float | None = None, complete: bool = True):
+def record(
+    content_id: int, window: str, abnormal: float | None, *, z: float | None = None, complete: bool = True
+):
     p = None if z is None else math.erfc(abs(z) / math.sqrt(2))
     return {
         "content_id": content_id, "symbol": "SPY", "window": window, "status": "ok" if complete else "incomplete",
@@ -96,13 +98,22 @@ def test_the_event_study_curve_averages_by_sentiment_and_skips_missing_points() 
     positive = curve["by_sentiment"]["positive"]
     assert positive["mean"] == pytest.approx([0.001, 0.0, 0.02]) and positive["n"] == [2, 2, 1]
     assert positive["stderr"][0] == pytest.approx(math.sqrt(2e-6) / math.sqrt(2))
-    assert curve["by_sentiment"]["negative"] == {"mean": [None, 0.0, -0.01], "stderr": [None, None, None], "n": [0, 1, 1]}
+    assert curve["by_sentiment"]["negative"] == {
+        "mean": [None, 0.0, -0.01],
+        "stderr": [None, None, None],
+        "n": [0, 1, 1],
+    }
     with pytest.raises(ValueError, match="different grids"):
-        event_study_curve([*paths, {"content_id": 1, "symbol": "QQQ", "minutes": [0], "car": [0.0]}], sentiments)
+        event_study_curve(
+            [*paths, {"content_id": 1, "symbol": "QQQ", "minutes": [0], "car": [0.0]}], sentiments
+        )
 
 
 def test_the_summary_is_json() -> None:
-    records = [record(1, "1h", 0.01, z=2.5), {**record(2, "1h", None), "status": "awaiting_prices", "complete": False}]
+    records = [
+        record(1, "1h", 0.01, z=2.5),
+        {**record(2, "1h", None), "status": "awaiting_prices", "complete": False},
+    ]
     paths = [{"content_id": 1, "symbol": "SPY", "minutes": [0, 15], "car": [0.0, 0.01]}]
     summary = json.loads(json.dumps(reactions_summary(records, paths, {1: "positive", 2: "negative"})))
     assert summary["records"] == 2 and summary["by_status"] == {"awaiting_prices": 1, "ok": 1}

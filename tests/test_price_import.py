@@ -70,7 +70,12 @@ def test_csv_and_json_lines_load_the_same_bars_and_a_second_import_adds_nothing(
         encoding="utf-8",
     )
     report = run(migrated_db, csv_path, chunk_size=2)
-    assert (report.inserted, report.already_present, report.rejected_total, report.conflicting_total) == (3, 0, 0, 0)
+    assert (report.inserted, report.already_present, report.rejected_total, report.conflicting_total) == (
+        3,
+        0,
+        0,
+        0,
+    )
     assert stored(migrated_db) == {
         ("SPY", "1m", utc(2025, 6, 10, 13, 30)): (600.0, 601.5, 599.5, 601.0, 1200.0),
         ("SPY", "1m", utc(2025, 6, 10, 13, 31)): (601.0, 602.0, 600.5, 601.25, None),
@@ -81,12 +86,34 @@ def test_csv_and_json_lines_load_the_same_bars_and_a_second_import_adds_nothing(
         "\n".join(
             json.dumps(row)
             for row in [
-                {"symbol": "SPY", "timestamp": "2025-06-10T13:30:00+00:00", "open": 600, "high": 601.5, "low": 599.5,
-                 "close": 601, "volume": 1200},
-                {"symbol": "QQQ", "timestamp": 1749562200, "open": "500", "high": 500, "low": 500, "close": 500,
-                 "volume": 0},
-                {"symbol": "QQQ", "timestamp": 1749562260, "open": 500, "high": 501, "low": 500, "close": 501,
-                 "volume": 10, "resolution": "1m"},
+                {
+                    "symbol": "SPY",
+                    "timestamp": "2025-06-10T13:30:00+00:00",
+                    "open": 600,
+                    "high": 601.5,
+                    "low": 599.5,
+                    "close": 601,
+                    "volume": 1200,
+                },
+                {
+                    "symbol": "QQQ",
+                    "timestamp": 1749562200,
+                    "open": "500",
+                    "high": 500,
+                    "low": 500,
+                    "close": 500,
+                    "volume": 0,
+                },
+                {
+                    "symbol": "QQQ",
+                    "timestamp": 1749562260,
+                    "open": 500,
+                    "high": 501,
+                    "low": 500,
+                    "close": 501,
+                    "volume": 10,
+                    "resolution": "1m",
+                },
             ]
         )
         + "\n",
@@ -127,7 +154,10 @@ def test_bad_rows_are_named_by_line_and_the_rest_load(migrated_db: str, tmp_path
     assert reasons[5].startswith("prices out of order") and reasons[6] == "missing symbol"
     assert "milliseconds" in reasons[7] and "grid" in reasons[8] and "volume '-1'" in reasons[10]
     assert "has no zone" in reasons[11] and reasons[12] == "open '0' must be above 0"
-    assert sorted(ts for _, _, ts in stored(migrated_db)) == [utc(2025, 6, 10, 13, 30), utc(2025, 6, 10, 13, 38)]
+    assert sorted(ts for _, _, ts in stored(migrated_db)) == [
+        utc(2025, 6, 10, 13, 30),
+        utc(2025, 6, 10, 13, 38),
+    ]
 
 
 def test_a_stored_bar_with_other_values_is_conflicting_and_kept(migrated_db: str, tmp_path: Path) -> None:
@@ -144,7 +174,12 @@ def test_a_stored_bar_with_other_values_is_conflicting_and_kept(migrated_db: str
         encoding="utf-8",
     )
     report = run(migrated_db, second)
-    assert (report.inserted, report.already_present, report.conflicting_total, report.rejected_total) == (1, 1, 2, 0)
+    assert (report.inserted, report.already_present, report.conflicting_total, report.rejected_total) == (
+        1,
+        1,
+        2,
+        0,
+    )
     assert [item.line for item in report.conflicting] == [2, 5]
     assert report.conflicting[0].reason == (
         "SPY 1m bar at 2025-06-10T13:30:00+00:00 is stored with other values "
@@ -170,14 +205,21 @@ def test_daily_bars_are_stored_as_their_session_date(migrated_db: str, tmp_path:
     assert days == [utc(2025, 6, 9), utc(2025, 6, 10), utc(2025, 6, 11)]
 
 
-def test_a_file_without_a_resolution_is_refused_before_anything_is_stored(migrated_db: str, tmp_path: Path) -> None:
+def test_a_file_without_a_resolution_is_refused_before_anything_is_stored(
+    migrated_db: str, tmp_path: Path
+) -> None:
     path = tmp_path / "bars.csv"
     path.write_text(HEADER + "SPY,2025-06-10T13:30:00Z,600,601,599,600.5,10\n", encoding="utf-8")
     with pytest.raises(ImportFileError, match="resolution is not named"):
         run(migrated_db, path, resolution=None)
     missing_column = tmp_path / "no_close.csv"
-    missing_column.write_text("symbol,timestamp,open,high,low\nSPY,2025-06-10T13:30:00Z,1,1,1\n", encoding="utf-8")
-    with pytest.raises(ImportFileError, match="must name the columns 'symbol', 'timestamp', 'open', 'high', 'low' and 'close'"):
+    missing_column.write_text(
+        "symbol,timestamp,open,high,low\nSPY,2025-06-10T13:30:00Z,1,1,1\n", encoding="utf-8"
+    )
+    with pytest.raises(
+        ImportFileError,
+        match="must name the columns 'symbol', 'timestamp', 'open', 'high', 'low' and 'close'",
+    ):
         run(migrated_db, missing_column)
     assert stored(migrated_db) == {}
 
@@ -246,9 +288,9 @@ def test_the_reaction_read_from_the_database_is_the_one_from_memory(migrated_db:
             assert from_db == from_memory
             assert [r["status"] for r in from_db if r["symbol"] == "SPY"] == [OK, OK, OK]
         # QQQ has no bars: recorded as such, not skipped.
-        assert {r.status for r in post_reactions(posts[0], source, calendar, settings) if r.symbol == "QQQ"} == {
-            "no_prices"
-        }
+        assert {
+            r.status for r in post_reactions(posts[0], source, calendar, settings) if r.symbol == "QQQ"
+        } == {"no_prices"}
         # Daily-only data: a symbol whose minute bars are absent reads the daily closes.
         assert source.last_daily_session("SPY") == calendar.session_index(date(2025, 6, 12))
         assert source.last_intraday_end("SPY", "1m") == to_seconds(utc(2025, 6, 12, 20))

@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 
 from db.identity import database_id
 from db.migrate import upgrade
-from db.models import SENTIMENTS, Classification, Content
+from db.models import SENTIMENTS, Classification, Consensus, Content, ContentEntities
 from db.queries import unclassified_ids
 from db.session import engine_for, session_scope
 from jobs.monitoring import live_workers, queue_counts
@@ -331,11 +331,12 @@ def test_two_workers_end_every_job_once_and_skip_without_retry(
     final = wait_statuses(connection, job_ids)
 
     assert Counter(final.values()) == {"finished": 210}
-    # Every content with text: exactly one classification row, and its flag set.
+    # Every content with text: exactly one classification row, its consensus and its entities.
     assert classification_counts(pg_db) == dict.fromkeys(with_text, 1)
     with session_scope(pg_db) as session:
-        flagged = set(session.scalars(select(Content.id).where(Content.classified.is_(True))))
-    assert flagged == with_text
+        agreed = set(session.scalars(select(Consensus.content_id)))
+        linked = set(session.scalars(select(ContentEntities.content_id)))
+    assert agreed == linked == with_text
     # Each job ran once (one result, no retry used) and says what happened.
     ran_on: set[str] = set()
     for job in Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer):
@@ -702,7 +703,7 @@ def test_content_imported_later_is_picked_up_by_the_sweep_on_sqlite(
     registered.enqueue_job(sweep_job)
     wait_statuses(connection, [scheduler.SWEEP_JOB_ID], what="the hourly sweep job")
     swept = Job.fetch(scheduler.SWEEP_JOB_ID, connection=connection, serializer=JSONSerializer)
-    assert swept.return_value() == {"enqueued": 1, "already_pending": 0, "cooling_down": 0}
+    assert swept.return_value() == {"enqueued": 1, "already_pending": 0, "cooling_down": 0, "backfill": 0}
     wait_statuses(connection, job_ids_of(sqlite_db, [6]))
     assert classification_counts(sqlite_db) == dict.fromkeys([1, 2, 3, 4, 5, 6], 1)
     assert connection.zrange(Scheduler.scheduled_jobs_key, 0, -1) == [scheduler.SWEEP_JOB_ID.encode()]
@@ -898,7 +899,13 @@ def test_status_reports_queue_workers_and_database_without_changing_anything(
     (listed,) = status["workers"]
     assert listed["name"] == name and listed["pid"] == worker.pid
     assert listed["current_jobs"] == [] and listed["successful_jobs"] == 4 and listed["failed_jobs"] == 1
-    assert status["database"] == {"contents": 4, "classified": 3, "skipped": 1, "unclassified": 0}
+    assert status["database"] == {
+        "contents": 4,
+        "classified": 3,
+        "partly_classified": 0,
+        "skipped": 1,
+        "unclassified": 0,
+    }
     assert sum(status["sentiments"].values()) == 3
     assert after == before
 

@@ -61,6 +61,7 @@ from jobs.queue import JOB_FUNCTION, QUEUE_NAME, RESULT_TTL, enqueue_ids, job_id
 from tests import parity_jobs
 from tests.parity_worker import ParityFinbertWorker
 from tests.processes import RQ, WorkerProcess, wait_for
+from tests.rows import store_classification
 
 SIDES = ("simple", "finbert")
 PARITY = "tests.parity_jobs"
@@ -391,7 +392,7 @@ def mixed_batch(side: Side) -> list[dict]:
     empty = side.add_content(EMPTY_POST)
     done = side.add_content("Oil prices drop")
     with session_scope(side.database_url) as session:
-        session.get(Content, done).classified = True
+        store_classification(session, done, "neutral", 0.6, "earlier", {"neutral": 0.6, "positive": 0.4})
     side.enqueue_classification("first", first)
     side.enqueue("other", f"{PARITY}.succeed", 4)
     side.enqueue_classification("second", second)

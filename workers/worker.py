@@ -511,7 +511,7 @@ class FinbertWorker(SimpleWorker):
     def stop_scheduler(self) -> None:
         """End the scheduler process: SIGTERM, then SIGKILL after SCHEDULER_STOP_GRACE (RQ waits for it
         without a limit, and it waits as long as Redis is away)."""
-        process = self.scheduler._process if self.scheduler is not None else None
+        process = rq_seam.scheduler_process(self)
         if process is not None:
             end_child(process, SCHEDULER_STOP_GRACE)
 
