@@ -82,6 +82,14 @@ def _parser() -> argparse.ArgumentParser:
         )
     )
 
+    from cli.consensus import add_arguments as consensus_arguments
+
+    consensus_arguments(
+        commands.add_parser(
+            "consensus", help="recompute every content's consensus (after VOLFEFE_MODELS changed)"
+        )
+    )
+
     from cli.model_build import add_arguments as model_arguments
 
     model_arguments(commands.add_parser("model", help="build the configured engine's conversion (openvino)"))
@@ -144,6 +152,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from cli.reclassify import reclassify
 
         return reclassify(config, args)
+    if args.command == "consensus":
+        from cli.consensus import run_consensus_command
+
+        return run_consensus_command(config, args)
     if args.command == "model":
         from cli.model_build import run_model_command
 

@@ -201,3 +201,36 @@ def test_the_reports_agreement_figures_match_a_hand_computation(migrated_db: str
     assert consensus["disputed"] == sum(row.agreement < 1 for row in stored.values())
     assert consensus["configured_basis"] == "tone:1,roberta:1,sst2:0.5"
     assert consensus["bases"] == {"tone:1,roberta:1,sst2:0.5": 7, "tone:1,roberta:1": 1}
+
+
+def test_consensus_refresh_recomputes_with_the_configured_weights(migrated_db: str, capsys) -> None:
+    import argparse
+
+    from cli.consensus import run_consensus_command
+
+    both = {"tone": 1.0, "roberta": 1.0}
+    with session_scope(migrated_db) as session:
+        content = Content(source="s", external_id="w", text="post")
+        session.add(content)
+        session.flush()
+        # tone says positive at 0.7, roberta negative at 0.8: equal weights, negative wins (0.45 vs 0.40).
+        store_classification(session, content.id, "positive", 0.7, "t", {"positive": 0.7, "negative": 0.2,
+                             "neutral": 0.1}, model="tone", weights=both)  # fmt: skip
+        store_classification(session, content.id, "negative", 0.8, "r", {"positive": 0.1, "negative": 0.8,
+                             "neutral": 0.1}, model="roberta", weights=both)  # fmt: skip
+        content_id = content.id
+    with session_scope(migrated_db) as session:
+        assert session.get(Consensus, content_id).sentiment == "negative"
+    heavier = load_settings(
+        {"DATABASE_URL": migrated_db, "VOLFEFE_MODELS": "tone=/m/t;weight=3,roberta=/m/r"}
+    )
+    assert run_consensus_command(heavier, argparse.Namespace(refresh=True)) == 0
+    # By hand: positive (3*0.7 + 0.1) / 4 = 0.55, negative (3*0.2 + 0.8) / 4 = 0.35.
+    with session_scope(migrated_db) as session:
+        row = session.get(Consensus, content_id)
+        assert (row.sentiment, row.basis) == ("positive", "tone:3,roberta:1")
+        assert row.confidence == pytest.approx(0.55)
+    assert (
+        "consensus of 1 contents recomputed with tone:3, roberta:1: 1 changed sentiment"
+        in capsys.readouterr().out
+    )
