@@ -159,19 +159,17 @@ def cpu_seconds(pid: int) -> float:
 
 
 def done_count(database_url: str) -> int:
-    """Contents classified or skipped for good."""
-    from sqlalchemy import func, or_, select
+    """Contents classified (with a consensus: every model's row is written with it in one transaction)
+    or skipped for good."""
+    from sqlalchemy import func, select
 
-    from db.models import Content
+    from db.models import Consensus, Content
     from db.session import engine_for
 
-    statement = (
-        select(func.count())
-        .select_from(Content)
-        .where(or_(Content.classified.is_(True), Content.skip_reason.is_not(None)))
-    )
     with engine_for(database_url).connect() as connection:
-        return int(connection.execute(statement).scalar_one())
+        agreed = connection.execute(select(func.count()).select_from(Consensus)).scalar_one()
+        skipped = connection.execute(select(func.count(Content.skip_reason))).scalar_one()
+    return int(agreed) + int(skipped)
 
 
 def worker_env(
