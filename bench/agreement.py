@@ -57,7 +57,9 @@ def settings_to_measure(bf16_native: bool, openvino: bool) -> list[tuple[str, st
     chosen += [("torch", "bf16")] if bf16_native else []
     chosen += [("torch", "int8")]
     if openvino:
-        chosen += [("openvino", "fp32")] + ([("openvino", "bf16")] if bf16_native else []) + [("openvino", "int8")]
+        chosen += (
+            [("openvino", "fp32")] + ([("openvino", "bf16")] if bf16_native else []) + [("openvino", "int8")]
+        )
     return chosen
 
 
@@ -146,9 +148,7 @@ def _margin(scores: list[float]) -> float:
     return top - second
 
 
-def compare(
-    reference: list[dict[str, Any]], other: list[dict[str, Any]], truth: list[str]
-) -> dict[str, Any]:
+def compare(reference: list[dict[str, Any]], other: list[dict[str, Any]], truth: list[str]) -> dict[str, Any]:
     """``other`` against ``reference`` (same texts): identical labels, accuracy against ``truth``, margins."""
     pairs = list(zip(reference, other, truth, strict=True))
     differing = [ref for ref, item, _ in pairs if ref["label"] != item["label"]]
@@ -162,7 +162,8 @@ def compare(
         "reference_accuracy": reference_accuracy,
         "accuracy_change_points": (accuracy - reference_accuracy) * 100,
         "max_abs_probability_diff": max(
-            max(abs(a - b) for a, b in zip(ref["scores"], item["scores"], strict=True)) for ref, item, _ in pairs
+            max(abs(a - b) for a, b in zip(ref["scores"], item["scores"], strict=True))
+            for ref, item, _ in pairs
         ),
         "median_fp32_margin": statistics.median(_margin(ref["scores"]) for ref, _, _ in pairs),
         "max_fp32_margin_where_disagreeing": max((_margin(ref["scores"]) for ref in differing), default=None),
@@ -226,7 +227,14 @@ def measure_agreement(
         "standin": str(standin),
         "standin_training": {
             key: record[key]
-            for key in ("recipe", "seed", "held_out_share", "held_out_accuracy_fp32", "majority_share", "seconds")
+            for key in (
+                "recipe",
+                "seed",
+                "held_out_share",
+                "held_out_accuracy_fp32",
+                "majority_share",
+                "seconds",
+            )
         },
         "random_model": str(random_model),
         "items": len(texts),
@@ -250,9 +258,11 @@ def measure_agreement(
                 results["errors"].append(f"{name} {setting}: {error}")
                 log(f"agreement: {name} {setting} failed: {error}")
         reference = predictions.get("torch fp32")
-        results["models"][name] = {
-            setting: compare(reference, items, truth) for setting, items in predictions.items()
-        } if reference else {}
+        results["models"][name] = (
+            {setting: compare(reference, items, truth) for setting, items in predictions.items()}
+            if reference
+            else {}
+        )
         for setting, item in results["models"][name].items():
             item["passes_rule"] = passes_rule(item)
             log(
@@ -289,7 +299,9 @@ def _window_merging(
             log(f"agreement: window merging, {name}, {setting}, {len(texts)} long posts")
             try:
                 whole = classify_in_child(model, engine, precision, texts, work_dir, engine_cache, 512)
-                merged = classify_in_child(model, engine, precision, texts, work_dir, engine_cache, WINDOW_TOKENS)
+                merged = classify_in_child(
+                    model, engine, precision, texts, work_dir, engine_cache, WINDOW_TOKENS
+                )
             except (RuntimeError, subprocess.TimeoutExpired, OSError) as error:
                 results["errors"].append(f"window merging {name} {setting}: {error}")
                 continue
@@ -305,9 +317,15 @@ def main(argv: list[str] | None = None) -> int:
         _child(Path(argv[1]), Path(argv[2]))
         return 0
     parser = argparse.ArgumentParser(prog="python -m bench.agreement", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="the FinBERT-shaped random model (build:DIR or a folder)")
-    parser.add_argument("--standin", type=Path, help="a built stand-in (default: built or found in its cache)")
-    parser.add_argument("--engine-cache", type=Path, help="where conversions are cached (default: a temporary folder)")
+    parser.add_argument(
+        "--model", required=True, help="the FinBERT-shaped random model (build:DIR or a folder)"
+    )
+    parser.add_argument(
+        "--standin", type=Path, help="a built stand-in (default: built or found in its cache)"
+    )
+    parser.add_argument(
+        "--engine-cache", type=Path, help="where conversions are cached (default: a temporary folder)"
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args(argv)

@@ -244,8 +244,12 @@ def engine_targets(results: dict[str, Any]) -> list[Target]:
         for run in results.get("pipeline", [])
         if run.get("database") == "postgresql" and run.get("items_per_s")
     ]
-    candidates = [run for run in runs if keeps_the_rule(results, run.get("engine", "torch"), run["precision"])]
-    judged_on = "the stand-in's" if (results.get("agreement") or {}).get("models") else f"≥ {AGREEMENT_FLOOR:.0%}"
+    candidates = [
+        run for run in runs if keeps_the_rule(results, run.get("engine", "torch"), run["precision"])
+    ]
+    judged_on = (
+        "the stand-in's" if (results.get("agreement") or {}).get("models") else f"≥ {AGREEMENT_FLOOR:.0%}"
+    )
     name = (
         f"fastest engine keeping {judged_on} agreement rule ≥ {ENGINE_THROUGHPUT_TARGET:.0f} items/s end to end"
         " (PostgreSQL)"

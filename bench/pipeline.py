@@ -179,13 +179,20 @@ def worker_env(
     database_url: str,
     engine: str = "torch",
     engine_cache: Path | None = None,
+    models: int = 1,
 ) -> dict[str, str]:
     """The settings a worker gets: model, engine, precision, cores shared among ``processes``; other
-    defaults. An openvino worker reads the conversion the ceiling built in ``engine_cache``."""
+    defaults. An openvino worker reads the conversion the ceiling built in ``engine_cache``. ``models``
+    above 1: VOLFEFE_MODELS lists the model that many times under other names (each worker holds that
+    many copies warm and runs each on every post, as with several real models of FinBERT's size)."""
     from bench.common import machine
 
     cores = machine().cores
     extra = {"VOLFEFE_ENGINE_CACHE": str(engine_cache)} if engine_cache is not None else {}
+    if models > 1:
+        extra["VOLFEFE_MODELS"] = ",".join(
+            ["finbert", *(f"copy{index}={model}" for index in range(2, models + 1))]
+        )
     return child_env(
         FINBERT_MODEL=str(model),
         FINBERT_ENGINE=engine,
@@ -210,6 +217,7 @@ def deployment(
     work_dir: Path,
     engine: str = "torch",
     engine_cache: Path | None = None,
+    models: int = 1,
 ) -> Iterator[Deployment]:
     """A fresh database with ``texts`` imported, a private Redis and ``worker_count`` warm workers."""
     from db.migrate import upgrade
@@ -227,7 +235,7 @@ def deployment(
         ids = import_texts(database_url, texts, run_dir, "pipeline")
         redis.start()
         setup = Deployment(label, database, database_url, redis.url, precision, content_ids=ids)
-        env = worker_env(model, precision, worker_count, database_url, engine, engine_cache)
+        env = worker_env(model, precision, worker_count, database_url, engine, engine_cache, models)
         for index in range(worker_count):
             worker = WorkerProcess(redis.url, env, run_dir / f"worker-{index + 1}.log")
             setup.workers.append(worker)
@@ -265,8 +273,11 @@ def measure_throughput(setup: Deployment) -> dict[str, Any]:
     total = len(setup.content_ids)
     deadline = time.monotonic() + STUCK_MARGIN + total / STUCK_RATE
     cpu_before = [cpu_seconds(worker.pid) for worker in setup.workers]
+    models = len(setup.workers[0].env.get("VOLFEFE_MODELS", "finbert").split(","))
     started = time.perf_counter()
-    report = sweep(connection, setup.database_url)
+    report = sweep(
+        connection, setup.database_url, models=["finbert", *(f"copy{i}" for i in range(2, models + 1))]
+    )
     enqueue_seconds = time.perf_counter() - started
     next_check = time.monotonic() + 1.0
     while (done := done_count(setup.database_url)) < total:
@@ -292,6 +303,9 @@ def measure_throughput(setup: Deployment) -> dict[str, Any]:
         "enqueue_seconds": enqueue_seconds,
         "seconds": seconds,
         "items_per_s": total / seconds if seconds > 0 else 0.0,
+        "models": models,
+        #: classifications stored per second: one per content and model.
+        "classifications_per_s": total * models / seconds if seconds > 0 else 0.0,
         "failed_jobs": failed,
         # CPU the worker processes used during the run (model and everything else), per item, and as a
         # share of all cores over the run: well below 100% means the workers waited.

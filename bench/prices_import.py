@@ -38,7 +38,9 @@ def generate(path: Path, bars: int, symbols: int) -> int:
     def rows() -> Iterator[SyntheticBar]:
         written = 0
         for number in range(symbols):
-            symbol_bars = intraday_bars(calendar, f"SYM{number}", FIRST_SESSION, last, seed=number, sigma=0.0008)
+            symbol_bars = intraday_bars(
+                calendar, f"SYM{number}", FIRST_SESSION, last, seed=number, sigma=0.0008
+            )
             for index, bar in enumerate(symbol_bars):
                 if index >= per_symbol or written >= bars:
                     break
@@ -99,7 +101,9 @@ def main() -> None:
                 server.start()
                 url = server.create_database("prices_bench")
             for label, seconds, detail in measure(url, path):
-                print(f"  {backend:<10} {label:<16} {seconds:7.1f} s  {count / seconds:>9,.0f} bars/s  ({detail})")
+                print(
+                    f"  {backend:<10} {label:<16} {seconds:7.1f} s  {count / seconds:>9,.0f} bars/s  ({detail})"
+                )
     finally:
         if server is not None:
             server.stop()

@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         with shielded_from_signals():
             stack.close()
             shutil.rmtree(work_dir, ignore_errors=True)
-    log(f"{figures['items_per_s']:.1f} items/s ({args.engine} {args.precision}, W={args.workers}, PostgreSQL)")
+    log(
+        f"{figures['items_per_s']:.1f} items/s ({args.engine} {args.precision}, W={args.workers}, PostgreSQL)"
+    )
     print(f"\n{figures['items']} items, {figures['items_per_s']:.1f} items/s")
     print_summary(args.out)
     return 0

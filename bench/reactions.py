@@ -58,13 +58,17 @@ def main() -> None:
             url = server.create_database("reactions_bench")
         upgrade(url)
         path = base / "bars.csv"
-        bars = write_bars(path, intraday_bars(calendar, "SPY", calendar.sessions[first], LAST_SESSION, sigma=0.0006))
+        bars = write_bars(
+            path, intraday_bars(calendar, "SPY", calendar.sessions[first], LAST_SESSION, sigma=0.0006)
+        )
         import_prices(engine_for(url), path, "1m")
         rng = random.Random(1)
         # Posts from after the first baseline to the session before the last, any time of day or week.
         start, end = calendar.opens[first + settings.baseline_days + 2], calendar.opens[last - 1]
         moments = sorted(rng.randrange(start, end) for _ in range(options.posts))
-        posts = [Post(number, to_datetime(moment), "bench", ("SPY",)) for number, moment in enumerate(moments)]
+        posts = [
+            Post(number, to_datetime(moment), "bench", ("SPY",)) for number, moment in enumerate(moments)
+        ]
         others = OtherPosts.of([(post.content_id, post.published_at) for post in posts])
         load = os.getloadavg()[0]
         started = time.perf_counter()

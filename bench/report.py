@@ -107,7 +107,9 @@ def targets(results: dict[str, Any]) -> list[Target]:
 
     default = results.get("default_setting") or {"engine": "torch", "precision": results["default_precision"]}
     default_label = (
-        default["precision"] if default["engine"] == "torch" else f"{default['engine']} {default['precision']}"
+        default["precision"]
+        if default["engine"] == "torch"
+        else f"{default['engine']} {default['precision']}"
     )
     postgres_latency = [item for item in results.get("latency", []) if item.get("database") == "postgresql"]
     latency = next(
@@ -281,6 +283,7 @@ def render_section(results: dict[str, Any]) -> str:
         errors = [f"- {run['label']}: {run['error']}" for run in runs if "error" in run]
         lines += ["", *errors] if errors else []
         lines.append("")
+        lines += _models_lines(runs)
 
     latency = results.get("latency", [])
     if latency:
@@ -394,6 +397,57 @@ def render_section(results: dict[str, Any]) -> str:
     )
     lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _models_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """One model against several in every worker (PostgreSQL, the default precision): posts and
+    classifications per second, and each worker's peak memory."""
+    several = [run for run in runs if run.get("models", 1) > 1 and "items_per_s" in run]
+    if not several:
+        return []
+    rows = []
+    for run in several:
+        one = next(
+            (
+                other
+                for other in runs
+                if other.get("models", 1) == 1
+                and other["database"] == run["database"]
+                and other["workers"] == run["workers"]
+                and other["precision"] == run["precision"]
+                and other.get("engine", "torch") == run.get("engine", "torch")
+                and "items_per_s" in other
+            ),
+            None,
+        )
+        for item in [one, run] if one else [run]:
+            peaks = [memory.get("peak_rss_mb") for memory in item.get("worker_memory", [])]
+            rows.append(
+                [
+                    f"{item.get('models', 1)}",
+                    f"W={item['workers']}",
+                    item["precision"],
+                    _f(item["items_per_s"]),
+                    _f(item.get("classifications_per_s", item["items_per_s"])),
+                    " / ".join(_f(peak, 0) for peak in peaks if peak is not None) or "–",
+                ]
+            )
+    return [
+        "### Several models in every worker (PostgreSQL)",
+        "",
+        *_table(
+            [
+                "models",
+                "workers",
+                "precision",
+                "posts/s",
+                "classifications/s (posts × models)",
+                "peak RSS per worker, MB",
+            ],
+            rows,
+        ),
+        "",
+    ]
 
 
 def append_section(path: Path, section: str) -> None:

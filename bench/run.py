@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--skip",
         action="append",
         default=[],
-        choices=["ceiling", "agreement", "pipeline", "postgres", "latency", "original", "scale"],
+        choices=["ceiling", "agreement", "pipeline", "postgres", "latency", "original", "scale", "models"],
         help="leave a part out (repeatable); targets that need it are reported as not measured",
     )
     parser.add_argument(
@@ -148,6 +148,10 @@ class Databases:
         return self.postgres if database == "postgresql" else self.sqlite
 
 
+#: the models each worker holds in the several-models runs.
+MODELS_COMPARED = 3
+
+
 def pipeline_plan(results: dict[str, Any], skip: list[str]) -> list[tuple[str, int, str]]:
     """(database, workers, precision) of the first pipeline runs; fp32 and others follow once W is known."""
     databases = ["sqlite"] + ([] if "postgres" in skip else ["postgresql"])
@@ -167,9 +171,15 @@ def run_pipeline_part(
     runs: list[dict[str, Any]] = results.setdefault("pipeline", [])
 
     def one_run(
-        database: str, workers: int, precision: str, with_latency: bool, engine: str = "torch"
+        database: str,
+        workers: int,
+        precision: str,
+        with_latency: bool,
+        engine: str = "torch",
+        models: int = 1,
     ) -> None:
         label = f"{database}-w{workers}-{precision}" + ("" if engine == "torch" else f"-{engine}")
+        label += f"-{models}models" if models > 1 else ""
         log(f"pipeline: {label}, {len(texts)} items")
         run: dict[str, Any] = {
             "label": label,
@@ -177,11 +187,12 @@ def run_pipeline_part(
             "workers": workers,
             "precision": precision,
             "engine": engine,
+            "models": models,
         }
         try:
             with deployment(
                 label, database, databases.create(database), databases.drop(database), texts, model,
-                precision, workers, work_dir, engine, work_dir / "engines",
+                precision, workers, work_dir, engine, work_dir / "engines", models,
             ) as setup:  # fmt: skip
                 run.update(measure_throughput(setup))
                 log(f"pipeline: {label}: {run['items_per_s']:.1f} items/s")
@@ -224,6 +235,11 @@ def run_pipeline_part(
     for precision in dict.fromkeys(["fp32", fastest]):
         if precision != results["default_precision"]:
             one_run("postgresql", best_workers, precision, False)
+    # Several models (issue 16): the default with three FinBERT-sized models in every worker, on W=1 and
+    # the faster W (their memory is per worker).
+    if "models" not in args.skip:
+        for workers in dict.fromkeys([1, best_workers]):
+            one_run("postgresql", workers, results["default_precision"], False, models=MODELS_COMPARED)
     # The fastest OpenVINO precision of the ceiling, with its best layout's worker count.
     openvino = ((results.get("ceiling") or {}).get("engines") or {}).get("openvino") or {}
     measured = [layout for layout in openvino.get("layouts", []) if layout.get("items_per_s")]
