@@ -273,3 +273,19 @@ def test_long_posts_and_many_vetoes(extractor: EntityExtractor) -> None:
     assert all(isinstance(mention, Mention) for mention in mentions)
     assert extractor.extract("apple pie and Apple Pie. " * 4000) == []
     assert extractor.extract("see apple.com/x and https://t.co/Ford " * 2500) == []
+
+
+def test_trying_aliases_only_where_one_can_begin_finds_what_a_full_scan_finds(
+    extractor: EntityExtractor,
+) -> None:
+    """The word prefilter of RuleMatcher gives the same matches as the alias pattern tried everywhere."""
+    import json
+    from pathlib import Path
+
+    matcher = extractor._rules
+    posts = Path(__file__).with_name("fixtures") / "entities_posts.jsonl"
+    texts = [json.loads(line)["text"] for line in posts.read_text().splitlines() if line.strip()]
+    texts += ["O\u0130L and oil; the Fed's rates", "S&P 500 and Dow", "_Apple $Tesla Apple-pie Coca-Cola"]
+    for text in texts:
+        full = [(m.span(), m.lastgroup) for m in matcher._aliases.finditer(text)]
+        assert [(m.span(), m.lastgroup) for m in matcher._alias_matches(text)] == full, text
