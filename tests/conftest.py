@@ -36,7 +36,7 @@ from tests.servers import PostgresServer
 
 # Model and database-schema fixtures live in tests/fixtures_model.py (written separately); enable
 # this line once that file exists:
-pytest_plugins = ["tests.fixtures_model"]
+pytest_plugins = ["tests.fixtures_model", "tests.fault_metrics"]
 
 #: Fixture name behind each ``database_url`` parameter (param -> fixture name).
 DATABASE_URL_FIXTURES = {"sqlite": "sqlite_url", "postgresql": "postgres_url"}

@@ -31,6 +31,7 @@ from db.session import engine_for, session_scope
 from jobs.queue import MAX_ATTEMPTS, EnqueueReport, enqueue_ids, job_id_for
 from services.redis_client import redis_client
 from services.redis_server import RedisServer
+from tests.fault_metrics import METRICS as _METRICS
 from tests.faults.accounting import Accounting, account, live_job_counts
 from tests.processes import WorkerProcess, wait_for
 from tests.servers import PostgresServer
@@ -49,7 +50,6 @@ WORDS = (
     "investors quarterly outlook downgrade upgrade dividend buyback"
 ).split()
 
-_METRICS = pytest.StashKey[dict[str, dict[str, Any]]]()
 
 
 def post_texts(count: int, seed: int = 7) -> list[str]:
@@ -323,25 +323,3 @@ def record_metrics(request: pytest.FixtureRequest) -> Callable[..., None]:
         print(f"\n[faults] {scenario}: {json.dumps(figures, default=str)}")
 
     return record
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    store = session.config.stash.get(_METRICS, None)
-    if not store:
-        return
-    text = json.dumps(store, indent=2, sort_keys=True, default=str)
-    targets = [Path(str(session.config._tmp_path_factory.getbasetemp())) / "fault-metrics.json"]  # type: ignore[attr-defined]
-    if os.environ.get("FAULT_METRICS_JSON"):
-        targets.append(Path(os.environ["FAULT_METRICS_JSON"]))
-    for target in targets:
-        with contextlib.suppress(OSError):
-            target.write_text(text + "\n")
-
-
-def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    store = config.stash.get(_METRICS, None)
-    if not store:
-        return
-    terminalreporter.section("fault suite figures")
-    for scenario, figures in sorted(store.items()):
-        terminalreporter.write_line(f"{scenario}: {json.dumps(figures, default=str)}")
