@@ -29,9 +29,10 @@ from cli.report import print_report
 from config import Settings, default_torch_threads
 from db.importer import import_file
 from db.migrate import upgrade
-from db.session import describe
+from db.session import describe, session_scope
 from errors import VolfefeError
 from jobs.progress import ReactionSummary, summarize, summarize_reactions, wait_for_jobs
+from jobs.react import prices_stored
 from jobs.sweep import sweep, sweep_reactions
 from model.model_marks import has_random_weights
 from services.redis_connection import connect_for_jobs, embedded_redis_running, redis_url, stop_embedded_redis
@@ -153,9 +154,6 @@ def stop_workers(workers: list[subprocess.Popen]) -> None:
 def react(connection: Redis, config: Settings, check: Callable[[], None]) -> ReactionSummary | None:
     """When the database holds prices: enqueue the reactions that are due and wait for them (a job the
     classifications enqueued has the same id: it is waited for, not doubled). None without prices."""
-    from db.session import session_scope
-    from jobs.react import prices_stored
-
     with session_scope(config.database_url) as session:
         if not prices_stored(session):
             return None

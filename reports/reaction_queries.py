@@ -26,11 +26,48 @@ IDS_PER_QUERY = 500
 
 
 def reaction_records(session: Session, selection: Selection) -> list[dict[str, Any]]:
-    """Every stored reaction record (``Reaction.to_json()``) of the selected posts, by post, symbol, window."""
+    """The figures ``market.statistics`` reads of every stored reaction record of the selected posts (by
+    post, symbol, window): the columns, and ``complete`` and ``p_value`` taken out of the record by the
+    database, so that the whole records are not read (decoding them is most of the time at scale)."""
+    record = Reaction.record
     statement = narrowed(
-        select(Reaction.record).join(Content, Content.id == Reaction.content_id), selection
+        select(
+            Reaction.content_id,
+            Reaction.symbol,
+            Reaction.window,
+            Reaction.status,
+            Reaction.abnormal_return,
+            Reaction.z_score,
+            record["complete"].as_boolean(),
+            record["p_value"].as_float(),
+        ).join(Content, Content.id == Reaction.content_id),
+        selection,
     ).order_by(Reaction.content_id, Reaction.symbol, Reaction.window)
-    return [record for (record,) in session.execute(statement)]
+    return [
+        {
+            "content_id": content_id,
+            "symbol": symbol,
+            "window": window,
+            "status": status,
+            "abnormal_return": abnormal,
+            "z_score": z,
+            "complete": bool(complete),
+            "p_value": p_value,
+        }
+        for content_id, symbol, window, status, abnormal, z, complete, p_value in session.execute(statement)
+    ]
+
+
+def whole_records(
+    session: Session, keys: Iterable[tuple[int, str, str]]
+) -> dict[tuple[int, str, str], dict[str, Any]]:
+    """The stored records of ``keys`` (content id, symbol, window) that exist."""
+    found: dict[tuple[int, str, str], dict[str, Any]] = {}
+    for content_id, symbol, window in keys:
+        row = session.get(Reaction, (content_id, symbol, window))
+        if row is not None:
+            found[(content_id, symbol, window)] = row.record
+    return found
 
 
 def reaction_paths(session: Session, selection: Selection) -> list[dict[str, Any]]:

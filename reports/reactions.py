@@ -55,7 +55,11 @@ def reactions_section(
     sentiments = queries.reacted_sentiments(session, selection)
     summary = reactions_summary(records, paths, sentiments, limit=limit, level=level)
     windows = window_order(record["window"] for record in records)
-    moves = summary["largest_significant_moves"]
+    keys = [
+        (move["content_id"], move["symbol"], move["window"]) for move in summary["largest_significant_moves"]
+    ]
+    whole = queries.whole_records(session, keys)
+    moves = [whole[key] for key in keys if key in whole]
     posts = queries.reacted_posts(session, {move["content_id"] for move in moves})
     reacted = {record["content_id"] for record in records}
     return {
