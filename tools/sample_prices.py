@@ -215,8 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         written, sessions, planted = write_sample_prices(args.out, args.posts, args.seed)
-    except (VolfefeError, ImportFileError, OSError) as error:
+    except (VolfefeError, ImportFileError) as error:
         print(f"sample_prices: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(
+            f"sample_prices: error: {error.filename or args.out}: {error.strerror or error}", file=sys.stderr
+        )
         return 1
     print(
         f"wrote {written} synthetic minute bars of {len(sessions)} symbols to {args.out} "
