@@ -1,4 +1,5 @@
-"""``volfefe report``: totals, sentiments by model and their consensus, agreement, ambiguous posts. Reads only."""
+"""``volfefe report``: totals, sentiments by model and their consensus, agreement, ambiguous posts, and
+what the market did after the posts (``reports.reactions``). Reads only."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from db.queries import (
 from db.session import session_scope
 from jobs.audit import LOW_MARGIN
 from model.model_marks import random_weight_count, random_weights_warning
+from reports.reactions import reactions_section
 
 #: confidence above which a classification counts as high-confidence in the report.
 HIGH_CONFIDENCE = 0.9
@@ -35,6 +37,8 @@ def build_report(database_url: str, config: Settings | None = None) -> dict:
     Top level: contents and the consensus (one per content; with one model, that model's reading).
     ``models``: each configured model's figures side by side. ``consensus``: its distribution, the
     ambiguous and disputed posts, and the agreement of each pair of models (Cohen's kappa).
+    ``reactions``: what the market did after the posts (``reports.reactions``; every stored record is
+    read).
     """
     config = config or settings()
     require_existing_database(database_url)
@@ -66,6 +70,7 @@ def build_report(database_url: str, config: Settings | None = None) -> dict:
         ]
         ambiguous = ambiguous_posts(session, AMBIGUOUS_LISTED)
         bases = consensus_bases(session)
+        reactions = reactions_section(session)
     first = models[names[0]]
     return {
         "contents": counts.total,
@@ -95,6 +100,7 @@ def build_report(database_url: str, config: Settings | None = None) -> dict:
             "bases": bases,
             "configured_basis": basis({spec.name: spec.weight for spec in config.models}),
         },
+        "reactions": reactions,
     }
 
 
@@ -158,8 +164,55 @@ def render_report(report: dict) -> str:
             f"consensus of {count} contents made of {basis_}, not of the configured {consensus['configured_basis']}"
             " (a model still to backfill, or VOLFEFE_MODELS changed: `volfefe consensus --refresh`)"
         )
+    lines += reaction_lines(report["reactions"])
     lines += random_weights_warning(report["random_weight_classifications"])
     return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:+.3f}%"
+
+
+def reaction_lines(reactions: dict) -> list[str]:
+    """A short summary of the ``reactions`` section: per window the hit rate with its interval and the
+    mean abnormal return by sentiment, the significant count and the largest move."""
+    if not reactions["records"]:
+        return [
+            "no reactions yet: import prices with volfefe import-prices, then run a worker or volfefe run"
+        ]
+    statuses = ", ".join(f"{status} {count}" for status, count in reactions["by_status"].items())
+    level = reactions["significance_level"]
+    lines = [
+        f"reactions {reactions['records']} (post, asset, window) of {reactions['posts']} posts: {statuses}; "
+        f"significant at p<{level:g}: {reactions['significant']}",
+        "  hit rate (the consensus sentiment predicts the sign of the abnormal return; neutral left out):",
+    ]
+    for window, rate in reactions["hit_rate"].items():
+        if not rate["n"]:
+            lines.append(f"    {window:<4} no move to judge")
+            continue
+        low, high = rate["interval"]
+        lines.append(
+            f"    {window:<4} {rate['hits']} of {rate['n']} = {rate['hit_rate']:.3f}, "
+            f"{100 * rate['confidence']:g}% interval {low:.3f}-{high:.3f}"
+        )
+    lines.append("  mean abnormal return by sentiment (± standard error, posts x assets):")
+    for window, by_sentiment in reactions["abnormal_return"].items():
+        cells = [
+            f"{sentiment} {_percent(figures['mean'])}"
+            + ("" if figures["stderr"] is None else f" ± {100 * figures['stderr']:.3f}%")
+            + f" ({figures['n']})"
+            for sentiment, figures in by_sentiment.items()
+        ]
+        lines.append(f"    {window:<4} " + ", ".join(cells))
+    if reactions["largest_significant_moves"]:
+        move = reactions["largest_significant_moves"][0]
+        lines.append(
+            f"  largest significant move: content {move['content_id']} ({move['sentiment']}) {move['symbol']} "
+            f"{move['window']} {_percent(move['abnormal_return'])} abnormal, z {move['z_score']:+.2f}; "
+            "all of them: --json (reactions) or --html"
+        )
+    return lines
 
 
 def _agreement_lines(consensus: dict) -> list[str]:

@@ -2,8 +2,11 @@
 
 Creates the tables, starts the worker processes and waits until their model is loaded (or stops,
 having enqueued nothing, with the reason a worker gave), imports a posts file meanwhile, enqueues
-every unclassified content, waits until every job has ended, then prints the summary and the
-report. Exit status 0 only when every content was classified or skipped and every row imported.
+every unclassified content, waits until every job has ended; then, when the database holds prices,
+enqueues the reactions that are due (missing, or older than an import of prices that covers them: the
+hourly sweep's rule) and waits for them and for those the classifications enqueued, so that the report
+that follows has them. Prints the summaries and the report. Exit status 0 only when every content was
+classified or skipped, every due reaction computed (or skipped) and every row imported.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from redis import Redis
@@ -25,10 +29,11 @@ from cli.report import print_report
 from config import Settings, default_torch_threads
 from db.importer import import_file
 from db.migrate import upgrade
-from db.session import describe
+from db.session import describe, session_scope
 from errors import VolfefeError
-from jobs.progress import summarize, wait_for_jobs
-from jobs.sweep import sweep
+from jobs.progress import ReactionSummary, summarize, summarize_reactions, wait_for_jobs
+from jobs.react import prices_stored
+from jobs.sweep import sweep, sweep_reactions
 from model.model_marks import has_random_weights
 from services.redis_connection import connect_for_jobs, embedded_redis_running, redis_url, stop_embedded_redis
 
@@ -146,6 +151,20 @@ def stop_workers(workers: list[subprocess.Popen]) -> None:
             worker.wait()
 
 
+def react(connection: Redis, config: Settings, check: Callable[[], None]) -> ReactionSummary | None:
+    """When the database holds prices: enqueue the reactions that are due and wait for them (a job the
+    classifications enqueued has the same id: it is waited for, not doubled). None without prices."""
+    with session_scope(config.database_url) as session:
+        if not prices_stored(session):
+            return None
+    report = sweep_reactions(connection, config)
+    print(f"reactions (prices are stored): {report.describe()}", flush=True)
+    wait = wait_for_jobs(
+        connection, report.job_ids, config.queue_name, show_progress=sys.stderr.isatty(), check=check
+    )
+    return summarize_reactions(connection, config.database_url, report, wait)
+
+
 def run(config: Settings, posts: Path, worker_count: int) -> int:
     """The main job end to end; the exit status (0 only when everything was done)."""
     engine = "" if config.engine == "torch" else f"{config.engine} "
@@ -198,14 +217,18 @@ def run(config: Settings, posts: Path, worker_count: int) -> int:
                 show_progress=sys.stderr.isatty(),
                 check=check_workers,
             )
+            summary = summarize(connection, config.database_url, report, wait, config.model_names)
+            for line in summary.lines():
+                print(line, flush=True)
+            reactions = react(connection, config, check_workers)
         finally:
             stop_workers(workers)
-        summary = summarize(connection, config.database_url, report, wait, config.model_names)
-        for line in summary.lines():
+        for line in reactions.lines() if reactions is not None else []:
             print(line)
     finally:
         if embedded_here:
             stop_embedded_redis(config.data_dir)
     print()
     print_report(config.database_url)
-    return 0 if summary.complete and not imported.rejected else EXIT_FAILURE
+    reacted = reactions is None or reactions.complete
+    return 0 if summary.complete and reacted and not imported.rejected else EXIT_FAILURE

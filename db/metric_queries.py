@@ -1,5 +1,6 @@
-"""What the database says for ``/metrics``: contents by state, classifications by sentiment, and
-cumulative histogram buckets computed in SQL from the audit (``jobs.audit``) of recent classifications.
+"""What the database says for ``/metrics``: contents by state, classifications by sentiment, reactions
+by status and the significant ones by window, and cumulative histogram buckets computed in SQL from the
+audit (``jobs.audit``) of recent classifications.
 
 Every function reads only, and returns a few aggregate rows. The histograms read the classifications
 stored since ``since`` (their ``created_at``), in one pass, so that a scrape costs what the window
@@ -19,7 +20,7 @@ from datetime import datetime
 from sqlalchemy import TIMESTAMP, ColumnElement, Float, case, cast, extract, func, null, select
 from sqlalchemy.orm import Session
 
-from db.models import Classification, Consensus, Content
+from db.models import Classification, Consensus, Content, Reaction
 from db.queries import unclassified_by_model
 
 
@@ -93,6 +94,23 @@ def consensus_by_sentiment(session: Session) -> dict[tuple[str, bool], int]:
         )
     )
     return {(sentiment, bool(ambiguous)): count for sentiment, ambiguous, count in rows}
+
+
+def reactions_by_status(session: Session) -> dict[str, int]:
+    """Stored reactions (post, asset, window) by status (``ix_reactions_status``)."""
+    rows = session.execute(select(Reaction.status, func.count()).group_by(Reaction.status))
+    return {status: count for status, count in rows}
+
+
+def significant_reactions_by_window(session: Session, levels: Sequence[str]) -> dict[str, int]:
+    """Stored reactions whose ``significance`` is one of ``levels`` (``p<0.01``, ``p<0.05``), by window:
+    only those rows are read (``ix_reactions_significance``), not every reaction."""
+    rows = session.execute(
+        select(Reaction.window, func.count())
+        .where(Reaction.significance.in_(list(levels)))
+        .group_by(Reaction.window)
+    )
+    return {window: count for window, count in rows}
 
 
 def _seconds_between(session: Session, earlier: ColumnElement, later: ColumnElement) -> ColumnElement:

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from config import DEFAULT_MODEL_NAME
-from db.models import SENTIMENTS, Classification, Consensus, Content, ContentEntities
+from db.models import SENTIMENTS, Classification, Consensus, Content, ContentEntities, Reaction
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,21 @@ def content_outcomes(
                 content_id, sentiment if complete else None, have, skip_reason
             )
     return outcomes
+
+
+def reaction_statuses(session: Session, ids: Iterable[int]) -> dict[int, dict[str, int]]:
+    """The stored reactions of each of ``ids`` that has some: status -> (asset, window) records."""
+    wanted = list(dict.fromkeys(ids))
+    statuses: dict[int, dict[str, int]] = {}
+    for start in range(0, len(wanted), IDS_PER_QUERY):
+        rows = session.execute(
+            select(Reaction.content_id, Reaction.status, func.count())
+            .where(Reaction.content_id.in_(wanted[start : start + IDS_PER_QUERY]))
+            .group_by(Reaction.content_id, Reaction.status)
+        )
+        for content_id, status, count in rows:
+            statuses.setdefault(content_id, {})[status] = count
+    return statuses
 
 
 def model_versions(session: Session, model: str | None = None) -> dict[str, int]:

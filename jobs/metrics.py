@@ -9,6 +9,10 @@ system, a restart loses nothing, and a second worker process or machine is count
 Scraping writes nothing: registries are counted with ``cleanup=False`` and workers are read with
 ``jobs.rq_seam.read_workers`` (RQ's ``Worker.all`` removes dead workers as it reads).
 
+The market's reactions to the posts are counted by status and, the significant ones (p below
+``market.statistics.DEFAULT_SIGNIFICANCE``, the report's level), by window, each with one grouped
+count over an indexed column.
+
 The histograms are gauge histograms of the classifications stored in the last
 ``VOLFEFE_METRICS_WINDOW_MINUTES`` (a bounded query): their buckets describe that window and may go
 down as it moves; read them with ``histogram_quantile(0.9, volfefe_model_seconds_per_item_bucket)``,
@@ -35,13 +39,18 @@ from db.metric_queries import (
     classifications_by_sentiment,
     consensus_by_sentiment,
     content_states,
+    reactions_by_status,
     recent_audit,
+    significant_reactions_by_window,
 )
 from db.session import session_scope
 from errors import VolfefeError, first_line
 from jobs.monitoring import queue_counts
 from jobs.queue import FAILURE_TTL, classification_queue, parse_job_id
 from jobs.rq_seam import read_workers
+from market.reaction import SIGNIFICANCE_LEVELS
+from market.settings import MarketConfigError, market_settings
+from market.statistics import DEFAULT_SIGNIFICANCE
 
 #: bucket bounds, seconds of model time per item (bf16 batched ~0.01 s, fp32 alone ~0.05 s: BENCHMARKS.md).
 MODEL_SECONDS_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -49,6 +58,11 @@ MODEL_SECONDS_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 QUEUE_SECONDS_BOUNDS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 24 * 3600.0)
 #: bucket bounds, rows (texts; a long post's windows count one each) per forward pass.
 FORWARD_PASS_BOUNDS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0)
+#: the ``reactions.significance`` labels of a p-value below the report's level (``market.reaction``
+#: writes ``p<{threshold:g}``): p<0.01 and p<0.05.
+SIGNIFICANT_LABELS = tuple(
+    f"p<{threshold:g}" for threshold in SIGNIFICANCE_LEVELS if threshold <= DEFAULT_SIGNIFICANCE
+)
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +152,8 @@ class DatabaseCollector(Collector):
             sentiments = classifications_by_sentiment(session)
             consensus = consensus_by_sentiment(session)
             recent = recent_audit(session, since, MODEL_SECONDS_BOUNDS, QUEUE_SECONDS_BOUNDS)
+            reactions = reactions_by_status(session)
+            significant = significant_reactions_by_window(session, SIGNIFICANT_LABELS)
         identity = database_id(self.database_url)
 
         classified = GaugeMetricFamily(
@@ -164,6 +180,23 @@ class DatabaseCollector(Collector):
         for reason, count in sorted(states.skipped.items()):
             skipped.add_metric([reason], count)
         yield skipped
+
+        by_status = GaugeMetricFamily(
+            "volfefe_reactions",
+            "Stored reactions (post, linked asset, window) by status: ok, incomplete, awaiting_prices, ...",
+            labels=["status"],
+        )
+        for status, count in sorted(reactions.items()):
+            by_status.add_metric([status], count)
+        yield by_status
+        moved = GaugeMetricFamily(
+            "volfefe_significant_reactions",
+            f"Stored reactions whose abnormal return is significant (p<{DEFAULT_SIGNIFICANCE:g}) by window",
+            labels=["window"],
+        )
+        for window in _windows(significant):
+            moved.add_metric([window], significant.get(window, 0))
+        yield moved
 
         unclassified = GaugeMetricFamily(
             "volfefe_unclassified_contents",
@@ -209,6 +242,16 @@ class DatabaseCollector(Collector):
             if parsed is not None and parsed[1] == identity:
                 contents.add(parsed[0])
         return len(contents)
+
+
+def _windows(counted: dict[str, int]) -> list[str]:
+    """The configured reaction windows (0 when none is significant), then any other window counted."""
+    try:
+        configured = [window.label for window in market_settings().windows]
+    except MarketConfigError as error:
+        log.warning("metrics: %s", first_line(error))
+        configured = []
+    return configured + sorted(set(counted) - set(configured))
 
 
 def forward_pass_buckets(shapes: Sequence[ForwardPassShape], bounds: Sequence[float]) -> CumulativeBuckets:

@@ -22,7 +22,7 @@ from rq.job import Job, JobStatus
 from tqdm import tqdm
 
 from config import DEFAULT_MODEL_NAME
-from db.queries import content_outcomes
+from db.queries import content_outcomes, reaction_statuses
 from db.session import session_scope
 from jobs.outcomes import CONTENT_NOT_FOUND
 from jobs.queue import SERIALIZER, EnqueueReport
@@ -269,4 +269,84 @@ def summarize(
             summary.waiting.append(content_id)
     fresh = set(report.enqueued) | set(report.already_pending)
     summary.processed = len(fresh - set(summary.waiting))
+    return summary
+
+
+@dataclass
+class ReactionSummary:
+    """What this database records for the posts whose reactions were asked for, after a wait."""
+
+    total: int = 0
+    #: posts with stored reactions.
+    reacted: int = 0
+    #: their (asset, window) records by status: ok, incomplete, awaiting_prices, ...
+    statuses: Counter[str] = field(default_factory=Counter)
+    #: posts whose job finished without storing any (no publication time, content gone), by reason.
+    skipped: Counter[str] = field(default_factory=Counter)
+    #: content id -> cause: its job failed, or ended with nothing recorded.
+    failed: dict[int, str] = field(default_factory=dict)
+    waiting: list[int] = field(default_factory=list)
+    elapsed: float = 0.0
+    timed_out_after: float | None = None
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed and not self.waiting
+
+    def lines(self) -> list[str]:
+        statuses = ", ".join(f"{status} {count}" for status, count in sorted(self.statuses.items()))
+        waiting = f", waiting {len(self.waiting)}" if self.waiting else ""
+        lines = [
+            f"reactions of {self.total} posts: computed {self.reacted}"
+            + (f" ({statuses})" if statuses else "")
+            + f", skipped {sum(self.skipped.values())}, failed {len(self.failed)}{waiting} in {self.elapsed:.1f}s"
+        ]
+        for reason, count in sorted(self.skipped.items()):
+            lines.append(f"  skipped {reason}: {count}")
+        for content_id, cause in sorted(self.failed.items()):
+            lines.append(f"  reaction of content {content_id} failed: {cause}")
+        if self.timed_out_after is not None:
+            lines.append(
+                f"timed out after {self.timed_out_after:g}s: {len(self.waiting)} reaction jobs still waiting"
+            )
+        return lines
+
+
+def summarize_reactions(
+    connection: Redis, database_url: str, report: EnqueueReport, wait: WaitResult | None = None
+) -> ReactionSummary:
+    """What the database records for the posts of ``report`` (reaction jobs), after ``wait``: a post
+    reacted when it has stored reactions and its job did not fail; skipped when its job finished with a
+    reason and stored none; failed (with the cause) when its job failed or ended with nothing stored."""
+    jobs = dict(zip(report.content_ids, report.job_ids, strict=True))
+    summary = ReactionSummary(
+        total=len(jobs),
+        elapsed=wait.elapsed if wait else 0.0,
+        timed_out_after=wait.timed_out_after if wait else None,
+    )
+    with session_scope(database_url) as session:
+        stored = reaction_statuses(session, jobs)
+    fetched = Job.fetch_many(list(jobs.values()), connection, serializer=SERIALIZER)
+    for content_id, job in zip(jobs, fetched, strict=True):
+        status = job.get_status(refresh=False) if job is not None else None
+        if status == JobStatus.FAILED:  # even with reactions stored by an earlier job: not this one's
+            result = job.latest_result()
+            summary.failed[content_id] = failure_cause(result.exc_string if result else None)
+        elif status is not None and status.value not in _ENDED:
+            summary.waiting.append(content_id)
+        elif content_id in stored:
+            summary.reacted += 1
+            summary.statuses.update(stored[content_id])
+        elif status == JobStatus.FINISHED:
+            result = job.latest_result()
+            value = result.return_value if result is not None else None
+            reason = value.get("reason") if isinstance(value, dict) else None
+            if reason:
+                summary.skipped[reason] += 1
+            else:
+                summary.failed[content_id] = "job finished, nothing recorded"
+        else:
+            summary.failed[content_id] = (
+                f"job {status.value if status else 'gone from Redis'}, nothing recorded"
+            )
     return summary

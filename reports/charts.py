@@ -15,6 +15,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import matplotlib
 import matplotlib.dates as mdates
@@ -149,3 +150,46 @@ def distribution_chart(distribution: Distribution) -> str:
         axes.set_ylabel("posts")
         axes.yaxis.get_major_locator().set_params(integer=True)
         return _svg(figure, distribution.name)
+
+
+def event_study_chart(curve: dict[str, Any]) -> str:
+    """The event-study picture: the mean cumulative abnormal return (percent) at each point of the grid
+    (trading minutes from the post), one line per sentiment with a band of one standard error, a zero
+    line and a mark at the post; a gap where no path has a value."""
+    with _drawing("event-study"):
+        figure = Figure(figsize=WIDE_FIGURE)
+        axes = figure.add_subplot()
+        minutes = curve["minutes"]
+        axes.axhline(0, color="#888888", linewidth=0.8, gid="event-study-zero")
+        axes.axvline(0, color="#555555", linewidth=0.8, linestyle="--", gid="event-study-post")
+        for sentiment in ("positive", "negative", "neutral"):
+            line = curve["by_sentiment"].get(sentiment)
+            if line is None:
+                continue
+            means = [math.nan if value is None else 100 * value for value in line["mean"]]
+            errors = [math.nan if value is None else 100 * value for value in line["stderr"]]
+            colour = SENTIMENT_COLOURS[sentiment]
+            axes.fill_between(
+                minutes,
+                [m - e for m, e in zip(means, errors, strict=True)],
+                [m + e for m, e in zip(means, errors, strict=True)],
+                color=colour,
+                alpha=0.15,
+                linewidth=0,
+                gid=f"event-study-{sentiment}-band",
+            )
+            (drawn,) = axes.plot(
+                minutes,
+                means,
+                color=colour,
+                linewidth=1.6,
+                label=f"{sentiment} (paths: {max(line['n'], default=0)})",
+            )
+            drawn.set_gid(f"event-study-{sentiment}")
+        if minutes:
+            axes.set_xlim(minutes[0], minutes[-1])
+            axes.set_xticks(sorted({minute for minute in minutes if minute % 60 == 0} | {minutes[-1]}))
+        axes.set_xlabel("trading minutes from the post (390: one session later)")
+        axes.set_ylabel("mean cumulative abnormal return (%)")
+        axes.legend(loc="upper left", frameon=False, ncols=3, bbox_to_anchor=(0, 1.15))
+        return _svg(figure, "event-study")

@@ -40,6 +40,14 @@ def signed(value: float | None) -> str:
     return f"{value:+.3f}".replace("-", "−")
 
 
+def percent(value: float | None, digits: int = 2, sign: bool = True) -> str:
+    """A return for people: ``+1.20%``, ``−0.35%`` (a real minus sign; ``sign=False``: a spread, ``0.35%``),
+    or ``–`` when none."""
+    if value is None:
+        return "–"
+    return f"{100 * value:{'+' if sign else ''}.{digits}f}%".replace("-", "−")
+
+
 def excerpt(text: str) -> str:
     """A post's text with its whitespace collapsed, cut at POST_TEXT_CHARS characters (marked ``…``)."""
     flat = " ".join(text.split())
@@ -56,6 +64,8 @@ def render_page(picture: SentimentPicture, with_filters: bool = False) -> str:
             "confidence": charts.distribution_chart(picture.confidence),
             "margin": charts.distribution_chart(picture.margin),
         }
+        if picture.reactions.get("event_study", {}).get("by_sentiment"):
+            drawn["event_study"] = charts.event_study_chart(picture.reactions["event_study"])
     filters = picture.selection.as_strings()
     source_choices = list(picture.sources)
     if filters["source"] and filters["source"] not in source_choices:
@@ -78,6 +88,7 @@ def render_page(picture: SentimentPicture, with_filters: bool = False) -> str:
         recent_days=RECENT_DAYS,
         number=number,
         signed=signed,
+        percent=percent,
         excerpt=excerpt,
         share=share,
     )

@@ -1,7 +1,8 @@
 """The sentiment picture's figures: posts per period by sentiment, the mean signed score, the
 confidence and margin distributions, the most negative and most positive recent posts, and with
-several models their sentiments side by side, their agreement (Cohen's kappa) and the ambiguous posts.
-A post counts once, with its consensus (with one model: that model's reading).
+several models their sentiments side by side, their agreement (Cohen's kappa) and the ambiguous posts;
+and, once reactions are stored, what the market did after the posts (``reports.reactions``). A post
+counts once, with its consensus (with one model: that model's reading).
 
 Built from the database's aggregates (``reports.sentiment_queries``) for one ``Selection``. Periods are
 days, ISO weeks (from Monday) or calendar months, chosen by the span of the selected posts' days; every
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -21,6 +23,7 @@ from db.models import SENTIMENTS
 from model.model_marks import random_weight_count, random_weights_warning
 from model.visible_text import visible_text
 from reports import sentiment_queries as queries
+from reports.reactions import reactions_section
 from reports.selection import Selection
 from reports.sentiment_queries import ScoredPost
 
@@ -206,6 +209,8 @@ class SentimentPicture:
     #: several models: the selection's ambiguous posts (least confident first), and how many there are.
     ambiguous: list[AmbiguousPost] = field(default_factory=list)
     ambiguous_total: int = 0
+    #: the ``reactions`` figures of the selected posts (``reports.reactions``; ``records`` 0: none yet).
+    reactions: dict[str, Any] = field(default_factory=dict)
 
     @property
     def several_models(self) -> bool:
@@ -312,4 +317,5 @@ def build_picture(
         agreement=agreement,
         ambiguous=ambiguous,
         ambiguous_total=ambiguous_total,
+        reactions=reactions_section(session, selection),
     )

@@ -79,7 +79,11 @@ def signed_score() -> ColumnElement[float]:
 def _selected(statement: Select[Any], selection: Selection, base: Any = Consensus) -> Select[Any]:
     """``statement`` over ``base`` (the consensus, or the classifications) joined to their contents,
     narrowed to ``selection``."""
-    statement = statement.select_from(base).join(Content, Content.id == base.content_id)
+    return narrowed(statement.select_from(base).join(Content, Content.id == base.content_id), selection)
+
+
+def narrowed(statement: Select[Any], selection: Selection) -> Select[Any]:
+    """``statement``, which reads ``contents``, kept to the posts of ``selection``."""
     if selection.source is not None:
         statement = statement.where(Content.source == selection.source)
     if selection.author is not None:

@@ -11,6 +11,16 @@ VOID = {"meta", "input", "br", "img", "link", "hr", "col", "source", "wbr"}
 
 
 @dataclass
+class Move:
+    """One listed significant move: the item's ``data-*`` attributes, its assets' and readings'."""
+
+    attributes: dict[str, str]
+    assets: list[dict[str, str]] = field(default_factory=list)
+    #: model name -> the reading's attributes (listed only where several models run).
+    models: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass
 class PageFigures:
     summary: dict[str, str] = field(default_factory=dict)
     #: data-period -> the row's data-* attributes.
@@ -28,6 +38,14 @@ class PageFigures:
     scripts: int = 0
     #: the policy the page states in its ``<meta http-equiv="Content-Security-Policy">``.
     content_security_policy: str | None = None
+    #: the attributes of the reactions' summary (``id="reactions"``: the figures, or ``data-records="0"``).
+    reactions: dict[str, str] = field(default_factory=dict)
+    #: window -> the hit-rate row's attributes.
+    hit_rates: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: (window, sentiment) -> the mean abnormal return row's attributes.
+    abnormal_returns: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    #: the largest significant moves, in page order: their attributes, assets and each model's reading.
+    moves: list[Move] = field(default_factory=list)
 
 
 class _Reader(HTMLParser):
@@ -60,6 +78,20 @@ class _Reader(HTMLParser):
             figures.bins.setdefault(table.get("id", ""), {})[int(attributes["data-bin"])] = attributes
         if tag == "li" and "data-model-version" in attributes:
             figures.model_versions[attributes["data-model-version"]] = int(attributes["data-count"])
+        if attributes.get("id") == "reactions":
+            figures.reactions = attributes
+        table_id = (self._within("table") or {}).get("id")
+        if tag == "tr" and table_id == "reaction-hit-rates" and "data-window" in attributes:
+            figures.hit_rates[attributes["data-window"]] = attributes
+        if tag == "tr" and table_id == "reaction-abnormal-returns" and "data-window" in attributes:
+            figures.abnormal_returns[(attributes["data-window"], attributes["data-sentiment"])] = attributes
+        if tag == "li" and (self._within("ol") or {}).get("id") == "reaction-moves":
+            if attributes.get("class") == "post":
+                figures.moves.append(Move(attributes))
+            elif "data-asset" in attributes:
+                figures.moves[-1].assets.append(attributes)
+            elif "data-model" in attributes:
+                figures.moves[-1].models[attributes["data-model"]] = attributes
         if tag == "figure" and "data-chart" in attributes:
             figures.charts.append(attributes["data-chart"])
         if "data-empty" in attributes:

@@ -42,6 +42,15 @@ from reports.picture import (
 from reports.selection import InvalidSelection, Selection, make_selection, selection_from_query
 from services.redis_server import RedisServer
 from tests.browser import Chromium, find_chromium
+from tests.reaction_seed import (
+    WINDOWS,
+    expected_abnormal_returns,
+    expected_hit_rates,
+    expected_moves,
+    seed_reactions,
+    selected,
+    wilson,
+)
 from tests.report_page_html import PageFigures, read_page
 from tests.report_seed import (
     BINS,
@@ -272,7 +281,8 @@ def assert_page_matches(figures: PageFigures, posts: list[SeedPost]) -> None:
             post = by_external[CONTENT_IDS[int(item["data-content-id"])]]
             assert float(item["data-signed"]) == pytest.approx(post.signed, abs=1e-6)
             assert text == excerpt(post.text)
-    assert figures.charts == ["posts", "score", "confidence", "margin"]
+    assert figures.charts[:4] == ["posts", "score", "confidence", "margin"]
+    assert figures.charts[4:] in ([], ["event-study"])  # with reactions
     assert figures.scripts == 0
 
 
@@ -340,6 +350,154 @@ def test_random_weight_classifications_carry_the_reports_warning(migrated_db: st
     figures = read_page(render_page(picture_of(migrated_db)))
     assert figures.warnings == random_weights_warning(2)
     assert figures.model_versions == {random_version: 2, POSTS[0].model_version: 1}
+
+
+# -- what the market did ------------------------------------------------------------------------
+
+
+def assert_reactions_on_page(figures: PageFigures, posts: list[SeedPost]) -> None:
+    """The page's reactions figures equal those of the seeded reactions of ``posts``, worked out by hand."""
+    reactions = selected(posts)
+    summary = figures.reactions
+    assert int(summary["data-records"]) == len(reactions)
+    assert int(summary["data-posts"]) == len({r.external_id for r in reactions})
+    significant = [r for r in reactions if r.p_value is not None and r.p_value < 0.05]
+    assert int(summary["data-significant"]) == len(significant)
+    statuses = {r.status for r in reactions}
+    for status in statuses:
+        stated = int(summary[f"data-status-{status.replace('_', '-')}"])
+        assert stated == sum(r.status == status for r in reactions)
+
+    rates = expected_hit_rates(reactions)
+    assert list(figures.hit_rates) == [w for w in WINDOWS if w in rates]
+    for window, row in figures.hit_rates.items():
+        expected = rates[window]
+        assert (int(row["data-n"]), int(row["data-hits"]), int(row["data-zero-moves"])) == (
+            expected["n"], expected["hits"], expected["zero_moves"],
+        )  # fmt: skip
+        if expected["n"]:
+            low, high = wilson(expected["hits"], expected["n"])
+            assert float(row["data-hit-rate"]) == pytest.approx(expected["hits"] / expected["n"], abs=1e-6)
+            assert (float(row["data-low"]), float(row["data-high"])) == pytest.approx((low, high), abs=1e-6)
+
+    means = expected_abnormal_returns(reactions)
+    assert set(figures.abnormal_returns) == {(w, s) for w, by in means.items() for s in by}
+    for (window, sentiment), row in figures.abnormal_returns.items():
+        expected = means[window][sentiment]
+        assert int(row["data-n"]) == expected["n"]
+        assert float(row["data-mean"]) == pytest.approx(expected["mean"], abs=1e-6)
+        for name in ("stdev", "stderr"):
+            stated = row[f"data-{name}"]
+            assert (
+                (stated == "")
+                if expected[name] is None
+                else float(stated) == pytest.approx(expected[name], abs=1e-6)
+            )
+
+    by_external = {p.external_id: p for p in posts}
+    moves = [
+        (
+            CONTENT_IDS[int(move.attributes["data-content-id"])],
+            move.attributes["data-symbol"],
+            move.attributes["data-window"],
+        )
+        for move in figures.moves
+    ]
+    assert moves == expected_moves(reactions)
+    texts = [text for _, text in figures.posts.get("reaction-moves", [])]
+    assert texts == [excerpt(by_external[external].text) for external, _, _ in moves]
+    for move, (external, _, _) in zip(figures.moves, moves, strict=True):
+        post = by_external[external]
+        assert move.attributes["data-sentiment"] == post.sentiment
+        assert float(move.attributes["data-confidence"]) == pytest.approx(post.confidence, abs=1e-6)
+        assert move.assets and move.models == {}  # one model: its reading is the consensus
+    assert ("event-study" in figures.charts) == bool(reactions)
+
+
+@pytest.fixture
+def reacted(seeded: str) -> str:
+    """The seeded database (SQLite) with the seeded reactions of its posts."""
+    seed_reactions(seeded, {external: content_id for content_id, external in CONTENT_IDS.items()})
+    return seeded
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_page_states_the_reactions(reacted: str, case: str) -> None:
+    posts = [p for p in POSTS if CASES[case].keeps(p)]
+    html = render_page(picture_of(reacted, CASES[case].selection))
+    figures = read_page(html)
+    assert_page_matches(figures, posts)  # the sentiment figures are as without reactions
+    assert_reactions_on_page(figures, posts)
+    assert figures.scripts == 0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_reactions_section_draws_the_event_study_and_lists_the_moves(reacted: str) -> None:
+    html = render_page(picture_of(reacted), with_filters=True)
+    figures = read_page(html)
+    assert figures.charts == ["posts", "score", "confidence", "margin", "event-study"]
+    for sentiment in SENTIMENTS:  # one line per sentiment, a zero line and a mark at the post
+        assert f'id="event-study-{sentiment}"' in html
+    assert 'id="event-study-zero"' in html and 'id="event-study-post"' in html
+    t3 = next(move for move in figures.moves if CONTENT_IDS[int(move.attributes["data-content-id"])] == "t3")
+    assert [(a["data-asset"], a["data-method"]) for a in t3.assets] == [("AAPL", "cashtag"), ("SPY", "alias")]
+    assert "AAPL: cashtag (“$AAPL”)" in html and "SPY: alias (“stock market”, “S&amp;P 500”)" in html
+    lowered = html.lower()
+    assert "<script" not in lowered and lowered.count("<svg") == 5
+    assert read_page(html).content_security_policy == CONTENT_SECURITY_POLICY
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_page_without_reactions_says_how_to_get_them(seeded: str) -> None:
+    html = render_page(picture_of(seeded))
+    figures = read_page(html)
+    assert figures.reactions == {"class": "note", "id": "reactions", "data-records": "0"}
+    assert "volfefe import-prices FILE" in html and "event-study" not in figures.charts
+    assert (figures.hit_rates, figures.moves) == ({}, [])
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_move_shows_each_models_label_where_several_run(migrated_db: str) -> None:
+    from db.models import Content
+    from db.reaction_store import replace_reactions
+    from tests.reaction_seed import SeedReaction
+    from tests.rows import store_classification
+
+    weights = {"tone": 1.0, "roberta": 1.0}
+    readings = {
+        "tone": ("positive", {"positive": 0.8, "negative": 0.1, "neutral": 0.1}),
+        "roberta": ("negative", {"positive": 0.3, "negative": 0.6, "neutral": 0.1}),
+    }
+    with session_scope(migrated_db) as session:
+        content = Content(
+            source="truth", external_id="t1", text="Great deal!", published_at=POSTS[0].published
+        )
+        session.add(content)
+        session.flush()
+        for model, (label, scores) in readings.items():
+            store_classification(
+                session,
+                content.id,
+                label,
+                scores[label],
+                f"{model}+fp32",
+                scores,
+                model=model,
+                weights=weights,
+            )
+        record = SeedReaction("t1", "SPY", "1h", 0.012, 4.0).record(content.id)
+        replace_reactions(session, {content.id: ([record], [])})
+    figures = read_page(render_page(picture_of(migrated_db, Selection()), with_filters=False))
+    (move,) = figures.moves
+    # The consensus: the mean of their probabilities, positive (0.8 + 0.3) / 2 = 0.55.
+    assert (move.attributes["data-sentiment"], float(move.attributes["data-confidence"])) == (
+        "positive", pytest.approx(0.55, abs=1e-6),
+    )  # fmt: skip
+    assert {name: (r["data-sentiment"], float(r["data-confidence"])) for name, r in move.models.items()} == {
+        "tone": ("positive", pytest.approx(0.8)),
+        "roberta": ("negative", pytest.approx(0.6)),
+    }
 
 
 # -- volfefe report --html ------------------------------------------------------------------------

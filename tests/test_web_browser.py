@@ -179,3 +179,104 @@ def test_a_page_on_another_site_cannot_empty_the_failed_registry(
         assert failed_count(connection) == 0
     assert "refused POST" in web.log()
     connection.close()
+
+
+def test_the_report_page_shows_what_the_market_did(redis_url: str, tmp_path: Path) -> None:
+    """``/report`` with reactions stored, in the browser: the event-study chart drawn to scale (the
+    positive posts' curve rises above the zero line, the negative posts' falls below it), the hit-rate
+    table, the moves listed, and no script."""
+    from db.migrate import upgrade
+    from db.session import engine_for
+    from tests.reaction_seed import REACTIONS, expected_moves, seed_reactions
+    from tests.report_seed import POSTS, seed
+
+    database_url = f"sqlite:///{tmp_path / 'volfefe.db'}"
+    upgrade(database_url)
+    ids = seed(database_url, POSTS)
+    seed_reactions(database_url, ids)
+    engine_for(database_url).dispose()
+    env = web_environment(
+        tmp_path / "var",
+        redis_url,
+        DATABASE_URL=database_url,
+        RQ_DASHBOARD_USERNAME=USER,
+        RQ_DASHBOARD_PASSWORD=PASSWORD,
+    )
+    assert CHROMIUM is not None
+    with WebProcess(env, tmp_path / "web.log") as web, Chromium(CHROMIUM, tmp_path / "profile") as browser:
+
+        def log_in(chromium: Chromium, event: dict[str, Any]) -> None:
+            chromium.post(
+                "Fetch.continueWithAuth",
+                {
+                    "requestId": event["params"]["requestId"],
+                    "authChallengeResponse": {
+                        "response": "ProvideCredentials", "username": USER, "password": PASSWORD,
+                    },
+                },
+                session=event.get("sessionId"),
+            )  # fmt: skip
+
+        def let_through(chromium: Chromium, event: dict[str, Any]) -> None:
+            chromium.post(
+                "Fetch.continueRequest", {"requestId": event["params"]["requestId"]}, event.get("sessionId")
+            )
+
+        browser.on("Fetch.authRequired", log_in)
+        browser.on("Fetch.requestPaused", let_through)
+        tab = browser.new_page()
+        browser.send("Page.enable", session=tab)
+        browser.send(
+            "Fetch.enable",
+            {"handleAuthRequests": True, "patterns": [{"urlPattern": f"{web.base}/*"}]},
+            session=tab,
+        )
+        browser.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+            session=tab,
+        )
+        since = browser.mark()
+        browser.send("Page.navigate", {"url": f"{web.base}/report"}, session=tab)
+        browser.wait_for_event(
+            lambda e: e.get("method") == "Page.loadEventFired" and e.get("sessionId") == tab,
+            PAGE_TIMEOUT,
+            since,
+        )
+        measured = browser.send(
+            "Runtime.evaluate",
+            {
+                "expression": """(() => {
+                    const box = (id) => {
+                        const r = document.getElementById(id).getBoundingClientRect();
+                        return {top: r.top, bottom: r.bottom, width: r.width, height: r.height};
+                    };
+                    const chart = document.querySelector('figure[data-chart="event-study"] svg').getBoundingClientRect();
+                    return {
+                        heading: document.getElementById('reactions-heading').textContent,
+                        chart: [chart.width, chart.height],
+                        zero: box('event-study-zero'),
+                        positive: box('event-study-positive'),
+                        negative: box('event-study-negative'),
+                        hitRates: [...document.querySelectorAll('#reaction-hit-rates tbody tr')].map(
+                            (row) => row.innerText),
+                        moves: [...document.querySelectorAll('#reaction-moves > li')].map(
+                            (item) => item.dataset.contentId + ' ' + item.dataset.symbol + ' ' + item.dataset.window),
+                        scripts: document.scripts.length,
+                    };
+                })()""",
+                "returnByValue": True,
+            },
+            session=tab,
+        )["result"]["value"]
+
+    assert measured["heading"] == "What the market did" and measured["scripts"] == 0
+    width, height = measured["chart"]
+    assert width > 300 and height > 100
+    zero = measured["zero"]["top"] + measured["zero"]["height"] / 2
+    assert measured["positive"]["width"] > 100 and measured["positive"]["top"] < zero - 10  # rises above 0
+    assert measured["negative"]["bottom"] > zero + 10  # falls below it
+    assert [row.split("\t")[:3] for row in measured["hitRates"]] == [["1h", "6", "5"], ["1d", "3", "2"]]
+    assert measured["moves"] == [
+        f"{ids[external]} {symbol} {window}" for external, symbol, window in expected_moves(REACTIONS)
+    ]
