@@ -334,14 +334,17 @@ def enqueue_reactions_for_import(connection, config: Settings, symbols, first: d
 def reactions_due(session, limit: int = REACTIONS_PER_SWEEP) -> list[int]:
     """Posts whose reaction is missing (linked and published, with prices stored) or older than an
     import of prices that covers them: what the hourly sweep enqueues, oldest first."""
-    from sqlalchemy import exists, func, or_
+    from sqlalchemy import exists, or_
 
     from db.models import ContentEntities, PriceImport, Reaction
 
     if not prices_stored(session):
         return []
-    computed = (
-        select(func.min(Reaction.computed_at)).where(Reaction.content_id == Content.id).scalar_subquery()
+    computed = (  # the post's own oldest reaction (correlated through the EXISTS below)
+        select(func.min(Reaction.computed_at))
+        .where(Reaction.content_id == Content.id)
+        .correlate(Content)
+        .scalar_subquery()
     )
     stale = exists().where(
         PriceImport.finished_at >= computed,  # the same second (SQLite) counts: computed again, to be sure

@@ -12,7 +12,7 @@ import fakeredis
 import pytest
 from rq import Queue
 from rq.serializers import JSONSerializer
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from config import load_settings
 from db.identity import database_id
@@ -167,3 +167,32 @@ def test_an_import_that_lands_while_a_reaction_is_computed_makes_it_due_again(
     if url.startswith("postgresql"):  # SQLite counts whole seconds: one so close to the import is due again
         with session_scope(url) as session:
             assert reactions_due(session) == []
+
+
+def test_a_post_is_due_for_its_own_reaction_older_than_an_import_not_another_posts(
+    priced, classifier
+) -> None:
+    url, _ = priced
+    config = load_settings({"DATABASE_URL": url})
+    identity = database_id(url)
+    covered = add_post(url, "Apple $AAPL beats")
+    elsewhere = add_post(url, "Tesla shares plunge", published=datetime(2020, 1, 6, 15, 0, tzinfo=UTC))
+    classify_contents([(covered, identity), (elsewhere, identity)], url, config=config)
+    react_contents([(covered, identity), (elsewhere, identity)], url, config=config)
+    record_import(url, ["SPY"], POSTED, POSTED, 10)  # covers posts from a week before POSTED on
+
+    def computed(content_id: int, year: int) -> None:
+        with session_scope(url) as session:
+            session.execute(
+                update(Reaction)
+                .where(Reaction.content_id == content_id)
+                .values(computed_at=datetime(year, 1, 1, tzinfo=UTC))
+            )
+
+    computed(elsewhere, 2000)  # long before the import, but the import does not cover it
+    computed(covered, 2100)  # after the import
+    with session_scope(url) as session:
+        assert reactions_due(session) == []
+    computed(covered, 2000)
+    with session_scope(url) as session:
+        assert reactions_due(session) == [covered]
