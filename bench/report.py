@@ -16,6 +16,7 @@ from bench.engine_report import (
 from bench.markdown import number as _f
 from bench.markdown import percent as _pct
 from bench.markdown import table as _table
+from bench.market_report import market_lines, market_targets
 from bench.scale_report import scale_lines, scale_targets
 from bench.targets import Target
 
@@ -146,7 +147,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
             Target(name, f"{_f(peak, 0)} MB", peak <= RSS_TARGET_MB, f"{peak - RSS_TARGET_MB:+.0f} MB")
         )
     found += long_post_targets(results)
-    return found + engine_targets(results) + scale_targets(results)
+    return found + engine_targets(results) + scale_targets(results) + market_targets(results)
 
 
 def _default_label(results: dict[str, Any]) -> str:
@@ -386,6 +387,7 @@ def render_section(results: dict[str, Any]) -> str:
     lines += long_post_lines(results)
     lines += agreement_lines(results)
     lines += scale_lines(results)
+    lines += market_lines(results)
 
     if results.get("errors"):
         lines += ["### Errors", "", *[f"- {error}" for error in results["errors"]], ""]

@@ -4,8 +4,9 @@ python -m bench.run --model PATH|build:DIR --texts FILE.csv [--quick]
 
 Parts, in order: ceiling (+ batch sizes, long posts), agreement (every engine and precision on the
 trained stand-in beside the random model), pipeline runs (+ idle latency and worker memory), the
-original plan's way, the scale part (100,000 and 1,000,000 contents, no model). Writes bench/results/<timestamp>.json and appends a section to
-BENCHMARKS.md. Every server and process it starts is stopped on the way out, also on Ctrl-C.
+original plan's way, the scale part (100,000 and 1,000,000 contents, no model), the price import
+(1,000,000 minute bars) and the reactions of 100,000 posts end to end (issue 17; both on PostgreSQL).
+Writes bench/results/<timestamp>.json and appends a section to BENCHMARKS.md. Every server and process it starts is stopped on the way out, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from bench.latency import measure_latency
 from bench.model import ModelArgumentError, resolve_model, resolve_standin
 from bench.original import measure_original
 from bench.pipeline import deployment, measure_throughput
+from bench.prices_import import measure_prices_import
+from bench.reaction_sweep import measure_reaction_sweep
 from bench.report import append_section, pipeline_shares, render_section, targets
 from bench.scale import measure_scale
 from config import DEFAULT_BATCH_SIZE, DEFAULT_ENGINE, DEFAULT_PRECISION, PRECISIONS, default_precision
@@ -55,6 +58,11 @@ SWEEP_ITEMS = (200, 100)
 LATENCY_ITEMS = (50, 10)
 ORIGINAL_ITEMS = (5, 3)
 SCALE_SIZES = ((100_000, 1_000_000), (100_000,))
+#: minute bars imported by the price import part.
+PRICE_BARS = (1_000_000, 100_000)
+#: posts and sessions of minute bars of the reaction part.
+REACTION_POSTS = (100_000, 10_000)
+REACTION_SESSIONS = (250, 120)
 #: OpenVINO precisions measured beside torch's; bf16 too where the CPU computes in bf16 (elsewhere
 #: OpenVINO runs it as f32).
 OPENVINO_PRECISIONS = ("fp32", "int8") + (("bf16",) if DEFAULT_PRECISION == "bf16" else ())
@@ -80,7 +88,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--skip",
         action="append",
         default=[],
-        choices=["ceiling", "agreement", "pipeline", "postgres", "latency", "original", "scale", "models"],
+        choices=[
+            "ceiling",
+            "agreement",
+            "pipeline",
+            "postgres",
+            "latency",
+            "original",
+            "scale",
+            "models",
+            "prices",
+            "reactions",
+        ],
         help="leave a part out (repeatable); targets that need it are reported as not measured",
     )
     parser.add_argument(
@@ -332,6 +351,22 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             log(f"scale: {', '.join(f'{size:,}' for size in sizes)} contents on PostgreSQL")
             results["scale"] = _guarded(
                 results, "scale", lambda: measure_scale(model, work_dir / "scale", sizes)
+            )
+        if "prices" not in args.skip:
+            backends = ["sqlite"] if "postgres" in args.skip else ["postgresql"]
+            log(f"prices: import of {PRICE_BARS[quick]:,} minute bars on {backends[0]}")
+            results["prices"] = _guarded(
+                results,
+                "prices",
+                lambda: measure_prices_import(work_dir / "prices", PRICE_BARS[quick], backends=backends),
+            )
+        if "reactions" not in args.skip and "postgres" not in args.skip:
+            results["reactions"] = _guarded(
+                results,
+                "reactions",
+                lambda: measure_reaction_sweep(
+                    model, work_dir / "reactions", REACTION_POSTS[quick], REACTION_SESSIONS[quick]
+                ),
             )
     except KeyboardInterrupt:
         log("interrupted: stopping every server and process started")

@@ -16,11 +16,14 @@ IDS_PER_QUERY = 500
 
 
 def replace_reactions(
-    session: Session, computed: Mapping[int, tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]]]]
+    session: Session,
+    computed: Mapping[int, tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]]]],
+    computed_at: datetime | None = None,
 ) -> set[int]:
     """Give each content of ``computed`` (id -> (reaction records, event paths), as ``market.reaction``
     makes them) exactly these reactions and paths, in the caller's transaction; contents that no longer
-    exist are left out. Returns the content ids written."""
+    exist are left out. ``computed_at``: when the bars they were computed from were read (default: this
+    transaction's time). Returns the content ids written."""
     ids = list(computed)
     existing: set[int] = set()
     for start in range(0, len(ids), IDS_PER_QUERY):
@@ -28,7 +31,8 @@ def replace_reactions(
         existing.update(session.scalars(select(Content.id).where(Content.id.in_(chunk))))
         session.execute(delete(Reaction).where(Reaction.content_id.in_(chunk)))
         session.execute(delete(ReactionPath).where(ReactionPath.content_id.in_(chunk)))
-    reactions = [_row(record) for content_id in existing for record in computed[content_id][0]]
+    when = {} if computed_at is None else {"computed_at": computed_at}
+    reactions = [_row(record) | when for content_id in existing for record in computed[content_id][0]]
     paths = [
         {"content_id": content_id, "symbol": path["symbol"], "path": path}
         for content_id in existing

@@ -21,7 +21,7 @@ from functools import cache
 from typing import Any
 
 from rq.timeouts import BaseTimeoutException
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from config import Settings, settings
 from db.consensus_store import lock_contents
@@ -49,6 +49,9 @@ Request = tuple[int, str]
 #: days of other posts read around a batch's posts for the isolation score: windows of up to a few
 #: sessions, over a weekend or holidays.
 ISOLATION_MARGIN = timedelta(days=10)
+#: seconds before SQLite's clock at the start of a computation's read that its reactions count as
+#: computed: that clock counts whole seconds (PostgreSQL's, microseconds: none there).
+SQLITE_CLOCK_MARGIN = timedelta(seconds=1)
 
 
 def react_content(content_id: int, database_id: str) -> dict[str, Any]:
@@ -101,6 +104,7 @@ def react_contents(
     calendar = _calendar(market.calendar)
     try:
         with session_scope(url) as session:
+            read_at = _read_started(session)
             identity = session.scalar(select(DatabaseIdentity.id).order_by(DatabaseIdentity.created_at))
             for content_id, database_id in wanted:
                 if database_id != identity:
@@ -131,8 +135,18 @@ def react_contents(
         if is_infrastructure_failure(error):
             raise infrastructure_error(error) from error
         raise
-    outcomes.update({ours[content_id]: outcome for content_id, outcome in _store(url, computed).items()})
+    stored = _store(url, computed, read_at)
+    outcomes.update({ours[content_id]: outcome for content_id, outcome in stored.items()})
     return [outcomes[request] for request in wanted]
+
+
+def _read_started(session) -> datetime:
+    """When the reactions read now count as computed: the database's clock (that of
+    ``price_imports.finished_at``) as the read begins. Not when they are stored: an import that lands
+    between the read and the store is then later than them, and the sweep computes them again
+    (``reactions_due``); the import's own enqueue finds their job running and leaves it."""
+    now = session.scalar(select(func.now()))
+    return now - SQLITE_CLOCK_MARGIN if session.get_bind().dialect.name == "sqlite" else now
 
 
 def _posts(session, ids: list[int], post_class) -> tuple[list, dict[int, str]]:
@@ -186,19 +200,21 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _store(url: str, computed: dict[int, tuple[list[dict], list[dict]]]) -> dict[int, Outcome]:
+def _store(
+    url: str, computed: dict[int, tuple[list[dict], list[dict]]], computed_at: datetime
+) -> dict[int, Outcome]:
     """Replace the contents' reactions in one transaction; on a post's own failure, each in its own."""
     if not computed:
         return {}
     try:
-        return _store_in_one(url, computed)
+        return _store_in_one(url, computed, computed_at)
     except Exception as error:
         if is_infrastructure_failure(error):
             raise infrastructure_error(error) from error
     outcomes = {}
     for content_id, item in computed.items():
         try:
-            outcomes.update(_store_in_one(url, {content_id: item}))
+            outcomes.update(_store_in_one(url, {content_id: item}, computed_at))
         except Exception as error:
             if is_infrastructure_failure(error):
                 raise infrastructure_error(error) from error
@@ -206,10 +222,12 @@ def _store(url: str, computed: dict[int, tuple[list[dict], list[dict]]]) -> dict
     return outcomes
 
 
-def _store_in_one(url: str, computed: dict[int, tuple[list[dict], list[dict]]]) -> dict[int, Outcome]:
+def _store_in_one(
+    url: str, computed: dict[int, tuple[list[dict], list[dict]]], computed_at: datetime
+) -> dict[int, Outcome]:
     with session_scope(url) as session:
         lock_contents(session, computed)
-        stored = replace_reactions(session, computed)
+        stored = replace_reactions(session, computed, computed_at)
     outcomes = {}
     for content_id in computed:
         if content_id not in stored:  # deleted meanwhile
@@ -307,14 +325,17 @@ def record_import(
 def reactions_due(session, limit: int = REACTIONS_PER_SWEEP) -> list[int]:
     """Posts whose reaction is missing (linked and published, with prices stored) or older than an
     import of prices that covers them: what the hourly sweep enqueues, oldest first."""
-    from sqlalchemy import exists, func, or_
+    from sqlalchemy import exists, or_
 
     from db.models import ContentEntities, PriceImport, Reaction
 
     if not prices_stored(session):
         return []
-    computed = (
-        select(func.min(Reaction.computed_at)).where(Reaction.content_id == Content.id).scalar_subquery()
+    computed = (  # the post's own oldest reaction (correlated through the EXISTS below)
+        select(func.min(Reaction.computed_at))
+        .where(Reaction.content_id == Content.id)
+        .correlate(Content)
+        .scalar_subquery()
     )
     stale = exists().where(
         PriceImport.finished_at >= computed,  # the same second (SQLite) counts: computed again, to be sure

@@ -32,7 +32,9 @@ def parse_resolution(label: str) -> str:
         return DAILY
     match = _LABEL.fullmatch(text)
     if match is None:
-        raise ValueError(f"resolution {label!r} is not 1d or a number of seconds, minutes or hours (1m, 5m, 1h)")
+        raise ValueError(
+            f"resolution {label!r} is not 1d or a number of seconds, minutes or hours (1m, 5m, 1h)"
+        )
     seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     for unit in ("h", "m", "s"):
         if seconds % _UNIT_SECONDS[unit] == 0:
@@ -99,7 +101,9 @@ class BarSource(Protocol):
         ...
 
 
-def session_series(calendar: TradingCalendar, starts: Sequence[int], closes: Sequence[float], seconds: int) -> PriceSeries:
+def session_series(
+    calendar: TradingCalendar, starts: Sequence[int], closes: Sequence[float], seconds: int
+) -> PriceSeries:
     """The bars (start times in Unix seconds, in order) that start inside a session, each ending at
     ``start + seconds`` or its session's close, whichever is first."""
     ends: list[int] = []
@@ -123,7 +127,10 @@ class InMemoryBarSource:
     def add_intraday(self, symbol: str, resolution: str, bars: Sequence[tuple[int, float]]) -> None:
         """``bars``: (start in Unix seconds, close), in time order."""
         self._intraday[(symbol, resolution)] = session_series(
-            self.calendar, [start for start, _ in bars], [close for _, close in bars], resolution_seconds(resolution)
+            self.calendar,
+            [start for start, _ in bars],
+            [close for _, close in bars],
+            resolution_seconds(resolution),
         )
 
     def add_daily(self, symbol: str, bars: Sequence[tuple[date, float]]) -> None:
@@ -139,7 +146,9 @@ class InMemoryBarSource:
 
     def daily(self, symbol: str, first_session: int, last_session: int) -> DailySeries:
         closes = self._daily.get(symbol, {})
-        return DailySeries({index: closes[index] for index in range(first_session, last_session + 1) if index in closes})
+        return DailySeries(
+            {index: closes[index] for index in range(first_session, last_session + 1) if index in closes}
+        )
 
     def last_intraday_end(self, symbol: str, resolution: str) -> int | None:
         series = self._intraday.get((symbol, resolution))

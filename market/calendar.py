@@ -158,12 +158,16 @@ class TradingCalendar:
             target = self._elapsed[index] + position - self._starts[index] + seconds
         found = bisect_right(self._elapsed, target) - 1
         if found < 0:
-            raise CalendarError(f"{seconds} s of trading time from {to_datetime(moment).isoformat()} "
-                                f"is before the first {self.name} session this calendar knows")
+            raise CalendarError(
+                f"{seconds} s of trading time from {to_datetime(moment).isoformat()} "
+                f"is before the first {self.name} session this calendar knows"
+            )
         result = self._starts[found] + target - self._elapsed[found]
         if result > self._ends[found]:  # exactly at the end of the last segment counted
-            raise CalendarError(f"{seconds} s of trading time from {to_datetime(moment).isoformat()} "
-                                f"is after the last {self.name} session this calendar knows")
+            raise CalendarError(
+                f"{seconds} s of trading time from {to_datetime(moment).isoformat()} "
+                f"is after the last {self.name} session this calendar knows"
+            )
         # A target at a segment's end is that segment's close, not the next segment's open.
         if found > 0 and target == self._elapsed[found] and seconds > 0:
             result = self._ends[found - 1]
@@ -273,6 +277,8 @@ class TradingCalendar:
 
 
 @cache
-def trading_calendar(name: str = DEFAULT_CALENDAR, first_session: str = DEFAULT_FIRST_SESSION) -> TradingCalendar:
+def trading_calendar(
+    name: str = DEFAULT_CALENDAR, first_session: str = DEFAULT_FIRST_SESSION
+) -> TradingCalendar:
     """The process-wide calendar of ``name`` (built once: about 0.3 s)."""
     return TradingCalendar(name, first_session)

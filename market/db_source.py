@@ -40,7 +40,9 @@ def _month_start(month: int) -> datetime:
 class DatabaseBarSource:
     """``market.bars.BarSource`` over ``price_bars`` in ``session``'s database."""
 
-    def __init__(self, session: Session, calendar: TradingCalendar, cached_months: int = CACHED_MONTHS) -> None:
+    def __init__(
+        self, session: Session, calendar: TradingCalendar, cached_months: int = CACHED_MONTHS
+    ) -> None:
         self.session = session
         self.calendar = calendar
         self.cached_months = cached_months
@@ -113,7 +115,9 @@ class DatabaseBarSource:
         key = (symbol, resolution)
         if key not in self._last_intraday:
             last = self.session.execute(
-                select(func.max(PriceBar.ts)).where(PriceBar.symbol == symbol, PriceBar.resolution == resolution)
+                select(func.max(PriceBar.ts)).where(
+                    PriceBar.symbol == symbol, PriceBar.resolution == resolution
+                )
             ).scalar_one()
             if last is None:
                 self._last_intraday[key] = None

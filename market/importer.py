@@ -203,7 +203,9 @@ def parse_bar(row: Any, resolution: str | None) -> tuple[Any, ...]:
     opening, high, low, closing = (_number(row, name, positive=True) for name in _PRICES)
     assert opening is not None and high is not None and low is not None and closing is not None
     if not low <= min(opening, closing) <= max(opening, closing) <= high:
-        raise ValueError(f"prices out of order: low {low:g} <= open {opening:g}, close {closing:g} <= high {high:g} fails")
+        raise ValueError(
+            f"prices out of order: low {low:g} <= open {opening:g}, close {closing:g} <= high {high:g} fails"
+        )
     return (symbol, resolution, moment, opening, high, low, closing, _number(row, "volume", positive=False))
 
 
@@ -246,9 +248,10 @@ class _Chunks:
         if self.dialect == "postgresql":
             driver = connection.connection.driver_connection
             columns = ", ".join(column.name for column in _incoming.columns)
-            with driver.cursor() as cursor, cursor.copy(
-                f"COPY {_incoming.name} ({columns}) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
+            with (
+                driver.cursor() as cursor,
+                cursor.copy(f"COPY {_incoming.name} ({columns}) FROM STDIN (FORMAT BINARY)") as copy,
+            ):
                 copy.set_types(_COPY_TYPES)
                 for row in self.rows:
                     copy.write_row(row)
@@ -279,7 +282,9 @@ class _Chunks:
             )
             return int(connection.execute(select(func.count()).select_from(inserted)).scalar_one())
         # WHERE true: SQLite would read ON CONFLICT as a join's ON after a bare SELECT ... FROM.
-        statement = sqlite.insert(bars).from_select(_BAR_COLUMNS, source.where(true())).on_conflict_do_nothing()
+        statement = (
+            sqlite.insert(bars).from_select(_BAR_COLUMNS, source.where(true())).on_conflict_do_nothing()
+        )
         return connection.execute(statement).rowcount
 
     def _differing(self) -> Any:
@@ -287,7 +292,11 @@ class _Chunks:
         incoming = _incoming.c
         joined = _incoming.outerjoin(
             bars,
-            and_(bars.c.symbol == incoming.symbol, bars.c.resolution == incoming.resolution, bars.c.ts == incoming.ts),
+            and_(
+                bars.c.symbol == incoming.symbol,
+                bars.c.resolution == incoming.resolution,
+                bars.c.ts == incoming.ts,
+            ),
         )
         differs = or_(
             bars.c.symbol.is_(None),
@@ -304,7 +313,9 @@ class _Chunks:
 
     def _settle(self, found: Any, values: tuple[Any, ...]) -> None:
         if found.stored_symbol is None:
-            self.report.reject(found.line, f"{_describe(values)} was neither inserted nor found; import the file again")
+            self.report.reject(
+                found.line, f"{_describe(values)} was neither inserted nor found; import the file again"
+            )
             return
         here = dict(zip((*_PRICES, "volume"), values[3:], strict=True))
         differences = [
@@ -313,7 +324,8 @@ class _Chunks:
             if getattr(found, f"stored_{name}") != here[name]
         ]
         self.report.conflict(
-            found.line, f"{_describe(values)} is stored with other values ({'; '.join(differences)}); kept the stored one"
+            found.line,
+            f"{_describe(values)} is stored with other values ({'; '.join(differences)}); kept the stored one",
         )
 
 

@@ -206,7 +206,12 @@ class EventPath:
     car: list[float | None]
 
     def to_json(self) -> dict[str, Any]:
-        return {"content_id": self.content_id, "symbol": self.symbol, "minutes": list(self.minutes), "car": self.car}
+        return {
+            "content_id": self.content_id,
+            "symbol": self.symbol,
+            "minutes": list(self.minutes),
+            "car": self.car,
+        }
 
 
 def significance_level(p_value: float) -> str:
@@ -252,14 +257,20 @@ def _intraday_move(
     final = series.price_at(end_end)
     base_price = base[1] if base is not None and base[0] == base_end else None
     end_price = final[1] if final is not None and final[0] == end_end else None
-    missing = calendar.bar_ends_between_s(base_end, end_end, seconds) - series.count_ending_in(base_end, end_end)
+    missing = calendar.bar_ends_between_s(base_end, end_end, seconds) - series.count_ending_in(
+        base_end, end_end
+    )
     return _Move(base_end, end_end, base_price, end_price, missing + (base_price is None))
 
 
 def _daily_move(calendar: TradingCalendar, daily: DailySeries, first: int, last: int) -> _Move:
     missing = sum(1 for index in range(first, last + 1) if index not in daily.closes)
     return _Move(
-        calendar.closes[first], calendar.closes[last], daily.closes.get(first), daily.closes.get(last), missing
+        calendar.closes[first],
+        calendar.closes[last],
+        daily.closes.get(first),
+        daily.closes.get(last),
+        missing,
     )
 
 
@@ -279,7 +290,11 @@ def _event(calendar: TradingCalendar, post: Post) -> _Event:
     posted = to_seconds(post.published_at)
     start = calendar.next_open_s(posted)
     return _Event(
-        posted, start, calendar.session_of_s(start), calendar.trading_offset_s(start), calendar.is_open_s(posted)
+        posted,
+        start,
+        calendar.session_of_s(start),
+        calendar.trading_offset_s(start),
+        calendar.is_open_s(posted),
     )
 
 
@@ -340,12 +355,19 @@ def _intraday_ended_before(bars: BarSource, symbol: str, settings: MarketSetting
 
 
 def _intraday_series(
-    post: Post, symbol: str, bars: BarSource, calendar: TradingCalendar, settings: MarketSettings, event: _Event
+    post: Post,
+    symbol: str,
+    bars: BarSource,
+    calendar: TradingCalendar,
+    settings: MarketSettings,
+    event: _Event,
 ) -> PriceSeries:
     reach = _span_sessions(settings)
     first = max(0, event.session - settings.baseline_days - reach)
     last = min(len(calendar.sessions) - 1, event.session + reach)
-    return bars.intraday(symbol, settings.intraday_resolution, calendar.opens[first], calendar.closes[last] + 1)
+    return bars.intraday(
+        symbol, settings.intraday_resolution, calendar.opens[first], calendar.closes[last] + 1
+    )
 
 
 def _daily_series(
@@ -357,7 +379,9 @@ def _daily_series(
     return bars.daily(symbol, max(0, base - settings.baseline_days - reach), base + reach)
 
 
-def _window_end(calendar: TradingCalendar, window: Window, start: int, session: int, offset: int) -> int | None:
+def _window_end(
+    calendar: TradingCalendar, window: Window, start: int, session: int, offset: int
+) -> int | None:
     """When ``window`` started at ``start`` (``offset`` into ``session``) ends; None past the calendar."""
     try:
         if window.sessions:
@@ -433,7 +457,9 @@ def _measure_daily(
     _record(reaction, move, baseline, settings, awaiting=last_stored < base + window.sessions)
 
 
-def _record(reaction: Reaction, move: _Move, baseline: Baseline, settings: MarketSettings, awaiting: bool) -> None:
+def _record(
+    reaction: Reaction, move: _Move, baseline: Baseline, settings: MarketSettings, awaiting: bool
+) -> None:
     reaction.base_at, reaction.end_at = to_datetime(move.base_end), to_datetime(move.end_end)
     reaction.base_price, reaction.end_price = move.base_price, move.end_price
     reaction.simple_return = move.value

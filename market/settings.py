@@ -101,7 +101,9 @@ def parse_event_grid(text: str) -> tuple[int, ...]:
         raise MarketConfigError(f"VOLFEFE_EVENT_GRID {text!r} is not FROM..TO/STEP (e.g. -1h..1d/15m)")
     start, end, step = (_grid_minutes(part) for part in match.groups())
     if not start <= 0 < end:
-        raise MarketConfigError(f"VOLFEFE_EVENT_GRID {text!r} must run from at or before the post to after it")
+        raise MarketConfigError(
+            f"VOLFEFE_EVENT_GRID {text!r} must run from at or before the post to after it"
+        )
     before = list(range(0, start - 1, -step))[::-1]
     return tuple(before + list(range(step, end + 1, step)))
 
@@ -123,13 +125,17 @@ def market_settings(environ: Mapping[str, str] | None = None) -> MarketSettings:
     """The market settings from ``environ`` (default: this process's environment)."""
     env = os.environ if environ is None else environ
     baseline_days = _positive_int(env, "VOLFEFE_BASELINE_DAYS", DEFAULT_BASELINE_DAYS)
-    baseline_min = _positive_int(env, "VOLFEFE_BASELINE_MIN_DAYS", min(DEFAULT_BASELINE_MIN_DAYS, baseline_days))
+    baseline_min = _positive_int(
+        env, "VOLFEFE_BASELINE_MIN_DAYS", min(DEFAULT_BASELINE_MIN_DAYS, baseline_days)
+    )
     if baseline_min > baseline_days:
         raise MarketConfigError(
             f"VOLFEFE_BASELINE_MIN_DAYS={baseline_min} is more than VOLFEFE_BASELINE_DAYS={baseline_days}"
         )
     try:
-        resolution = parse_resolution(env.get("VOLFEFE_INTRADAY_RESOLUTION", "") or DEFAULT_INTRADAY_RESOLUTION)
+        resolution = parse_resolution(
+            env.get("VOLFEFE_INTRADAY_RESOLUTION", "") or DEFAULT_INTRADAY_RESOLUTION
+        )
     except ValueError as error:
         raise MarketConfigError(f"VOLFEFE_INTRADAY_RESOLUTION: {error}") from None
     if resolution == DAILY:

@@ -54,7 +54,9 @@ def _usable(records: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]
 
 
 def hit_rates(
-    records: Iterable[Mapping[str, Any]], sentiments: Mapping[int, str], confidence: float = DEFAULT_CONFIDENCE
+    records: Iterable[Mapping[str, Any]],
+    sentiments: Mapping[int, str],
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> dict[str, dict[str, Any]]:
     """Per window: n, hits, hit_rate, the Wilson interval (``interval``: [low, high]) and zero moves."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # n, hits, zero moves
@@ -119,7 +121,9 @@ def largest_significant_moves(
     significant = [
         record
         for record in records
-        if record.get("z_score") is not None and record.get("p_value") is not None and record["p_value"] < level
+        if record.get("z_score") is not None
+        and record.get("p_value") is not None
+        and record["p_value"] < level
     ]
     return sorted(significant, key=lambda record: -abs(record["z_score"]))[:limit]
 
@@ -129,9 +133,7 @@ def significant_count(records: Iterable[Mapping[str, Any]], level: float = DEFAU
     return sum(1 for record in records if record.get("p_value") is not None and record["p_value"] < level)
 
 
-def event_study_curve(
-    paths: Iterable[Mapping[str, Any]], sentiments: Mapping[int, str]
-) -> dict[str, Any]:
+def event_study_curve(paths: Iterable[Mapping[str, Any]], sentiments: Mapping[int, str]) -> dict[str, Any]:
     """``{"minutes": grid, "by_sentiment": {sentiment: {"mean": [...], "stderr": [...], "n": [...]}}}``:
     the mean cumulative abnormal return of ``EventPath.to_json()`` paths at each grid point (None where
     no path has a value). Paths on another grid than the first are refused (ValueError)."""

@@ -77,7 +77,9 @@ def intraday_bars(
             )
 
 
-def daily_bars(calendar: TradingCalendar, bars: Iterator[SyntheticBar] | list[SyntheticBar]) -> list[SyntheticBar]:
+def daily_bars(
+    calendar: TradingCalendar, bars: Iterator[SyntheticBar] | list[SyntheticBar]
+) -> list[SyntheticBar]:
     """Intraday bars aggregated per session, each labelled with its session's date at 00:00 UTC."""
     sessions: dict[int, list[SyntheticBar]] = {}
     for bar in bars:
@@ -121,7 +123,9 @@ def write_bars(path: Path, bars: Iterator[SyntheticBar] | list[SyntheticBar], *,
         if path.suffix == ".jsonl":
             for bar in bars:
                 row = _row(bar, daily)
-                handle.write(json.dumps({**row, **{k: float(row[k]) for k in ("open", "high", "low", "close")}}) + "\n")  # type: ignore[arg-type]
+                handle.write(
+                    json.dumps({**row, **{k: float(row[k]) for k in ("open", "high", "low", "close")}}) + "\n"
+                )  # type: ignore[arg-type]
                 count += 1
             return count
         writer = csv.DictWriter(handle, ["symbol", "timestamp", "open", "high", "low", "close", "volume"])

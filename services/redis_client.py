@@ -79,13 +79,17 @@ def _sentinel_client(url: str, config: Settings, options: dict[str, Any]) -> Red
     parsed = parse_sentinel_url(url)
     kind, service = parsed.default_client
     if not service:
-        raise ValueError(f"a {SENTINEL_SCHEME} URL names its primary: {SENTINEL_SCHEME}://host:26379/<name>/<db>")
+        raise ValueError(
+            f"a {SENTINEL_SCHEME} URL names its primary: {SENTINEL_SCHEME}://host:26379/<name>/<db>"
+        )
     if kind != "master":
         raise ValueError("the queue needs the primary: a replica (client_type=slave) cannot take writes")
     bounds = connection_bounds(config)
     sentinel_options = {**bounds, **parsed.sentinel_options}
     sentinel_options.pop("health_check_interval")
-    sentinel = Sentinel(parsed.hosts, sentinel_kwargs=sentinel_options, **{**bounds, **options, **parsed.client_options})
+    sentinel = Sentinel(
+        parsed.hosts, sentinel_kwargs=sentinel_options, **{**bounds, **options, **parsed.client_options}
+    )
     return sentinel.master_for(service)
 
 

@@ -12,7 +12,7 @@ import fakeredis
 import pytest
 from rq import Queue
 from rq.serializers import JSONSerializer
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from config import load_settings
 from db.identity import database_id
@@ -126,3 +126,73 @@ def test_reactions_are_enqueued_after_classification_and_when_due(priced, classi
     with session_scope(url) as session:
         assert reactions_due(session) == [first, second]
     assert json.loads(json.dumps(outcomes[0].as_result()))["assets"]
+
+
+def test_an_import_that_lands_while_a_reaction_is_computed_makes_it_due_again(
+    migrated_db: str, tmp_path: Path, classifier, monkeypatch
+) -> None:
+    """The job reads the bars, then an import lands (its bars committed, the import recorded), then the
+    job stores what it read: that reaction predates the import, so the sweep must find it due."""
+    import jobs.react
+
+    url = migrated_db
+    config = load_settings({"DATABASE_URL": url})
+    identity = database_id(url)
+    case = scenario(POSTED)
+    session_close = datetime(2025, 6, 10, 20, 0, tzinfo=UTC).timestamp()
+    earlier, later = tmp_path / "earlier.csv", tmp_path / "later.csv"
+    write_bars(earlier, [bar for bar in case.bars if bar.start < session_close])
+    write_bars(later, [bar for bar in case.bars if bar.start >= session_close])
+    assert import_prices_file(url, earlier, "1m").ok
+    post = add_post(url, "The Stock Market is at an ALL TIME HIGH!")
+    classify_contents([(post, identity)], url, config=config)
+
+    store = jobs.react._store
+
+    def store_after_an_import(*args, **kwargs):
+        report = import_prices_file(url, later, "1m")
+        assert report.ok and report.inserted
+        record_import(url, sorted(report.symbols), report.first_ts, report.last_ts, report.inserted)
+        return store(*args, **kwargs)
+
+    monkeypatch.setattr(jobs.react, "_store", store_after_an_import)
+    (outcome,) = react_contents([(post, identity)], url, config=config)
+    assert outcome.reactions == {"ok": 2, "awaiting_prices": 1}  # the 1d window read before the import
+    with session_scope(url) as session:
+        assert reactions_due(session) == [post]
+
+    monkeypatch.setattr(jobs.react, "_store", store)  # the sweep's job, after the import
+    (outcome,) = react_contents([(post, identity)], url, config=config)
+    assert outcome.reactions == {"ok": 3}
+    if url.startswith("postgresql"):  # SQLite counts whole seconds: one so close to the import is due again
+        with session_scope(url) as session:
+            assert reactions_due(session) == []
+
+
+def test_a_post_is_due_for_its_own_reaction_older_than_an_import_not_another_posts(
+    priced, classifier
+) -> None:
+    url, _ = priced
+    config = load_settings({"DATABASE_URL": url})
+    identity = database_id(url)
+    covered = add_post(url, "Apple $AAPL beats")
+    elsewhere = add_post(url, "Tesla shares plunge", published=datetime(2020, 1, 6, 15, 0, tzinfo=UTC))
+    classify_contents([(covered, identity), (elsewhere, identity)], url, config=config)
+    react_contents([(covered, identity), (elsewhere, identity)], url, config=config)
+    record_import(url, ["SPY"], POSTED, POSTED, 10)  # covers posts from a week before POSTED on
+
+    def computed(content_id: int, year: int) -> None:
+        with session_scope(url) as session:
+            session.execute(
+                update(Reaction)
+                .where(Reaction.content_id == content_id)
+                .values(computed_at=datetime(year, 1, 1, tzinfo=UTC))
+            )
+
+    computed(elsewhere, 2000)  # long before the import, but the import does not cover it
+    computed(covered, 2100)  # after the import
+    with session_scope(url) as session:
+        assert reactions_due(session) == []
+    computed(covered, 2000)
+    with session_scope(url) as session:
+        assert reactions_due(session) == [covered]

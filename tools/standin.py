@@ -115,7 +115,9 @@ def cache_key(config_json: Path, vocab_txt: Path, data_csv: Path) -> str:
     digest = hashlib.sha256()
     for path in (config_json, vocab_txt, data_csv):
         digest.update(hashlib.sha256(path.read_bytes()).digest())
-    digest.update(json.dumps({"recipe": RECIPE, "seed": SEED, "held_out": HELD_OUT_SHARE}, sort_keys=True).encode())
+    digest.update(
+        json.dumps({"recipe": RECIPE, "seed": SEED, "held_out": HELD_OUT_SHARE}, sort_keys=True).encode()
+    )
     return digest.hexdigest()[:24]
 
 
@@ -221,7 +223,9 @@ def train_standin(target: Path, config_json: Path, vocab_txt: Path, data_csv: Pa
     counts = {name: sum(row.sentiment == name for row in train) for name in label_ids}
     weights = torch.zeros(len(label_ids))
     for name, index in label_ids.items():
-        weights[index] = (len(train) / (len(label_ids) * max(1, counts[name]))) ** RECIPE["class_weight_power"]
+        weights[index] = (len(train) / (len(label_ids) * max(1, counts[name]))) ** RECIPE[
+            "class_weight_power"
+        ]
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (steps - step) / max(1, steps - warmup)))
     )

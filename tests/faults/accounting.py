@@ -218,3 +218,84 @@ def _same(row: tuple | None, reported: tuple | None) -> bool:
     if row is None or reported is None or reported[1] is None:
         return False
     return row[0] == reported[0] and math.isclose(row[1], reported[1], abs_tol=1e-6)
+
+
+@dataclass
+class ReactionAccounting:
+    """Every published post linked to assets against its reaction job (``react-content-<id>-<db id>``)."""
+
+    #: published posts with stored entities: each must end with a reaction or a visible failure.
+    posts: int = 0
+    #: posts with exactly one row per linked symbol and window.
+    reacted: int = 0
+    #: posts whose reaction job is in the failed registry (a visible failure, not a loss).
+    failed: list[int] = field(default_factory=list)
+    #: posts without their rows whose job is queued, scheduled or started.
+    pending: list[int] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)
+    #: a (post, symbol, window) stored twice (the primary key forbids it: checked anyway), or a job live
+    #: more than once.
+    doubled: list[int] = field(default_factory=list)
+    #: posts with rows, but not exactly one per linked symbol and window.
+    partial: list[int] = field(default_factory=list)
+    stranded: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return str(
+            {key: value[:10] if isinstance(value, list) else value for key, value in asdict(self).items()}
+        )
+
+
+def account_reactions(
+    database_url: str, redis_url: str, windows: Sequence[str], queue_name: str | None = None
+) -> ReactionAccounting:
+    """Account for the reaction of every published, linked post of ``database_url`` (one row per linked
+    symbol and each of ``windows``) against its job on the queue."""
+    from db.models import ContentAsset, ContentEntities, Reaction
+    from jobs.queue import react_job_id_for
+
+    identity = database_id(database_url)
+    with session_scope(database_url) as session:
+        posts = list(
+            session.scalars(
+                select(Content.id)
+                .join(ContentEntities, ContentEntities.content_id == Content.id)
+                .where(Content.published_at.is_not(None))
+            )
+        )
+        linked: dict[int, set[str]] = {}
+        for content_id, symbol in session.execute(select(ContentAsset.content_id, ContentAsset.symbol)):
+            linked.setdefault(content_id, set()).add(symbol)
+        stored = session.execute(
+            select(Reaction.content_id, Reaction.symbol, Reaction.window, func.count()).group_by(
+                Reaction.content_id, Reaction.symbol, Reaction.window
+            )
+        ).all()
+    rows: dict[int, Counter[tuple[str, str]]] = {}
+    for content_id, symbol, window, count in stored:
+        rows.setdefault(content_id, Counter())[(symbol, window)] = count
+    connection = redis_client(redis_url)
+    try:
+        live = live_job_counts(connection, queue_name)
+        failed = failed_job_ids(connection, queue_name)
+        stranded = stranded_job_ids(connection, queue_name)
+    finally:
+        connection.close()
+    result = ReactionAccounting(posts=len(posts), stranded=stranded)
+    for content_id in posts:
+        job_id = react_job_id_for(content_id, identity)
+        found = rows.get(content_id, Counter())
+        expected = {(symbol, window) for symbol in linked.get(content_id, ()) for window in windows}
+        if any(count > 1 for count in found.values()) or live[job_id] > 1:
+            result.doubled.append(content_id)
+        if found and set(found) == expected:
+            result.reacted += 1
+        elif found:
+            result.partial.append(content_id)
+        elif live[job_id]:
+            result.pending.append(content_id)
+        elif job_id in failed:
+            result.failed.append(content_id)
+        else:
+            result.lost.append(content_id)
+    return result

@@ -19,6 +19,7 @@ from typing import Any
 
 import psutil
 import psycopg
+import psycopg.sql
 import pytest
 from redis import Redis
 from rq.job import Job
@@ -49,7 +50,6 @@ WORDS = (
     "cut hike oil price prices dollar bond yields surge plunge gain gains drop drops tesla apple company "
     "investors quarterly outlook downgrade upgrade dividend buyback"
 ).split()
-
 
 
 def post_texts(count: int, seed: int = 7) -> list[str]:
@@ -152,13 +152,15 @@ class FaultRun:
     # -- holding a batch in the middle ---------------------------------------------------------------
 
     @contextlib.contextmanager
-    def writes_held(self) -> Iterator[None]:
-        """Block every write of classifications (a table lock) until the block ends: a worker that
+    def writes_held(self, table: str = "classifications") -> Iterator[None]:
+        """Block every write of ``table`` (a table lock; reads go on) until the block ends: a worker that
         reaches its write is then caught in the middle of its batch, for as long as the test needs.
         The lock goes with its session if the block restarts the server."""
         connection = psycopg.connect(self.postgres.conninfo(self.dbname))
         try:
-            connection.execute("LOCK TABLE classifications IN EXCLUSIVE MODE")
+            connection.execute(
+                psycopg.sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(psycopg.sql.Identifier(table))
+            )
             yield
         finally:
             with contextlib.suppress(psycopg.Error):
