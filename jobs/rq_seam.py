@@ -89,6 +89,31 @@ def scheduler_process(worker: BaseWorker):
     return scheduler._process if scheduler is not None else None
 
 
+#: how long a stopping worker waits for its pubsub thread (RQ's own join waits 1 s).
+PUBSUB_STOP_WAIT = 1.0
+
+
+def unsubscribe_bounded(worker: BaseWorker) -> None:
+    """``BaseWorker.unsubscribe`` (RQ 3.0) with the pubsub thread's stop bounded.
+
+    RQ unsubscribes, then calls ``PubSubWorkerThread.stop()``, which in redis-py 8 joins the thread
+    without a limit. A thread that read the UNSUBSCRIBE reply before ``stop()`` cleared its flag waits
+    out RQ's ``sleep_time`` (60 s) for a subscription that never comes: a stopping worker stalled a
+    minute, and its hash (kept 60 s after its death) was gone before it exited.
+    """
+    thread = worker.pubsub_thread
+    if not thread:
+        return
+    worker.log.info("Worker %s: unsubscribing from channel %s", worker.name, worker.pubsub_channel_name)
+    worker.pubsub.unsubscribe()
+    try:
+        thread.stop(timeout=PUBSUB_STOP_WAIT)
+    except TypeError:  # redis-py before 8: stop() only clears the flag
+        thread.stop()
+        thread.join(timeout=PUBSUB_STOP_WAIT)
+    worker.pubsub.close()
+
+
 def dequeue_ready(queue: Queue, wanted: int, job_class: type[Job]) -> list[tuple[Job, Queue]]:
     """Up to ``wanted`` jobs from the front of ``queue``, without waiting, in two round trips.
 

@@ -230,6 +230,7 @@ def test_classify_content_stores_one_valid_classification(db_url: str, ident: st
         "sentiment": expected.sentiment,
         "confidence": pytest.approx(expected.confidence, abs=1e-6),
         "model_version": classifier.model_version,
+        "assets": ["SPY"],  # names no asset: the default market link
     }
     (row,) = rows_for(db_url, content_id)
     assert row.sentiment in SENTIMENTS

@@ -56,6 +56,7 @@ from sqlalchemy import func, select
 import config
 from db.models import Classification, Content
 from db.session import engine_for, session_scope
+from jobs import rq_seam
 from jobs.monitoring import live_workers, queue_counts
 from jobs.queue import JOB_FUNCTION, QUEUE_NAME, RESULT_TTL, enqueue_ids, job_id_for
 from tests import parity_jobs
@@ -129,7 +130,7 @@ class Side:
 
     def make_worker(self) -> BaseWorker:
         if self.kind == "simple":
-            return SimpleWorker([self.queue], connection=self.connection, serializer=JSONSerializer)
+            return ReferenceWorker([self.queue], connection=self.connection, serializer=JSONSerializer)
         settings = config.load_settings(
             {"DATABASE_URL": self.database_url, "FINBERT_MODEL": str(self.model_dir)}
         )
@@ -151,6 +152,15 @@ class Side:
             if controller:
                 controller.finish()
         return self.worker
+
+
+class ReferenceWorker(SimpleWorker):
+    """RQ's SimpleWorker with one change: its pubsub thread's stop is bounded as ours is
+    (rq_seam.unsubscribe_bounded). Unbounded, a race in RQ 3.0 with redis-py 8 held a burst's end for
+    60 s under load, and the worker's hash expired before it could be compared."""
+
+    def unsubscribe(self) -> None:
+        rq_seam.unsubscribe_bounded(self)
 
 
 class _Controller(threading.Thread):

@@ -515,6 +515,9 @@ class FinbertWorker(SimpleWorker):
         if process is not None:
             end_child(process, SCHEDULER_STOP_GRACE)
 
+    def unsubscribe(self) -> None:
+        rq_seam.unsubscribe_bounded(self)
+
     def teardown(self) -> None:
         """Hand back the jobs taken but not run (warm shutdown), then unregister. When Redis cannot be
         reached within the stop's grace, the jobs stay started: another worker recovers them when

@@ -1,0 +1,52 @@
+"""A stopping worker's pubsub thread: RQ 3.0 with redis-py 8 can wait a minute for it; ours does not."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from redis import Redis
+from rq.serializers import JSONSerializer
+from rq.worker import SimpleWorker
+
+from jobs import rq_seam
+from tests.processes import wait_for
+
+
+def subscribed_then_unsubscribed(redis_url: str) -> SimpleWorker:
+    """A worker whose pubsub thread already read the UNSUBSCRIBE reply: the race a stop can lose."""
+    worker = SimpleWorker(["q"], connection=Redis.from_url(redis_url), serializer=JSONSerializer)
+    worker.subscribe()
+    wait_for(lambda: worker.pubsub.subscribed, 5, interval=0.01, what="the subscription")
+    worker.pubsub.unsubscribe()
+    wait_for(lambda: not worker.pubsub.subscribed, 5, interval=0.01, what="the thread to read the reply")
+    return worker
+
+
+@pytest.mark.integration
+def test_rq_own_unsubscribe_waits_out_its_sleep_after_that_race(redis_url: str) -> None:
+    # Why the seam exists: when this fails, RQ or redis-py fixed it and unsubscribe_bounded can go.
+    worker = subscribed_then_unsubscribed(redis_url)
+    stopper = threading.Thread(target=SimpleWorker.unsubscribe, args=(worker,), daemon=True)
+    stopper.start()
+    stopper.join(timeout=3)
+    assert stopper.is_alive()
+
+
+@pytest.mark.integration
+def test_unsubscribe_bounded_returns_within_its_wait_after_that_race(redis_url: str) -> None:
+    worker = subscribed_then_unsubscribed(redis_url)
+    started = time.monotonic()
+    rq_seam.unsubscribe_bounded(worker)
+    assert time.monotonic() - started < rq_seam.PUBSUB_STOP_WAIT + 1.0
+    assert not worker.pubsub_thread._running.is_set()  # the thread ends when its wait does
+
+
+@pytest.mark.integration
+def test_unsubscribe_bounded_stops_a_listening_thread_at_once(redis_url: str) -> None:
+    worker = SimpleWorker(["q"], connection=Redis.from_url(redis_url), serializer=JSONSerializer)
+    worker.subscribe()
+    wait_for(lambda: worker.pubsub.subscribed, 5, interval=0.01, what="the subscription")
+    rq_seam.unsubscribe_bounded(worker)
+    wait_for(lambda: not worker.pubsub_thread.is_alive(), 5, interval=0.05, what="the thread to end")
