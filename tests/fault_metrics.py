@@ -28,8 +28,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     text = json.dumps(store, indent=2, sort_keys=True, default=str)
     targets = [Path(str(session.config._tmp_path_factory.getbasetemp())) / "fault-metrics.json"]  # type: ignore[attr-defined]
-    if os.environ.get("FAULTMETRICS_JSON"):
-        targets.append(Path(os.environ["FAULTMETRICS_JSON"]))
+    if os.environ.get("FAULT_METRICS_JSON"):
+        targets.append(Path(os.environ["FAULT_METRICS_JSON"]))
     for target in targets:
         with contextlib.suppress(OSError):
             target.write_text(text + "\n")
