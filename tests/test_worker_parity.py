@@ -619,6 +619,9 @@ CRASH_SIGNS = ("found an unhandled exception", "pubsub thread exiting", "Excepti
 MODEL_LOAD_TIMEOUT = 180
 #: seconds a real worker may take to end a job (the tiny model loads lazily in a plain worker).
 JOB_END_TIMEOUT = 60.0
+#: seconds a worker may take to exit: a plain RQ 3.0 worker can wait out its pubsub thread's 60 s
+#: sleep on the way out (the race jobs.rq_seam.unsubscribe_bounded closes for ours).
+EXIT_TIMEOUT = JOB_END_TIMEOUT + 60.0
 #: seconds a suspended worker is watched to take no job: two of RQ's one-second suspension checks.
 SUSPENDED_WATCH = 3.0
 
@@ -768,7 +771,7 @@ def _shut_down(workers: RealWorkers, process: WorkerProcess) -> None:
     """RQ's shutdown command: proves the pubsub thread still listens; the worker exits 0."""
     send_shutdown_command(workers.connection, workers.worker_name(process))
     assert process.process is not None
-    assert process.process.wait(JOB_END_TIMEOUT) == 0, process.log()[-3000:]
+    assert process.process.wait(EXIT_TIMEOUT) == 0, process.log()[-3000:]
 
 
 @pytest.mark.integration
@@ -852,7 +855,7 @@ def test_shutdown_command_leaves_no_job_stranded(real_workers: RealWorkers) -> N
         what="the warm shutdown to be noted",
     )
     _release(workers, "first")
-    assert process.process is not None and process.process.wait(JOB_END_TIMEOUT) == 0, process.log()[-3000:]
+    assert process.process is not None and process.process.wait(EXIT_TIMEOUT) == 0, process.log()[-3000:]
 
     # The job that ran finished; the others wait in the queue, in their order, started by no one.
     assert workers.status(held.id) == "finished"
