@@ -242,7 +242,7 @@ def engine_targets(results: dict[str, Any]) -> list[Target]:
     runs = [
         run
         for run in results.get("pipeline", [])
-        if run.get("database") == "postgresql" and run.get("items_per_s")
+        if run.get("database") == "postgresql" and run.get("items_per_s") and run.get("models", 1) == 1
     ]
     candidates = [
         run for run in runs if keeps_the_rule(results, run.get("engine", "torch"), run["precision"])

@@ -44,7 +44,8 @@ def pipeline_shares(results: dict[str, Any]) -> None:
     """Add the pipeline/ceiling ratios to each pipeline run (same layout, and best layout)."""
     torch_ceiling = results.get("ceiling") or {"layouts": []}
     for run in results.get("pipeline", []):
-        if "items_per_s" not in run:
+        # A run with several models classifies each post several times: not comparable with one model.
+        if "items_per_s" not in run or run.get("models", 1) > 1:
             continue
         engine = run.get("engine", "torch")
         ceiling = (
@@ -71,6 +72,7 @@ def _best_pipeline(
         and run["database"] == database
         and (precision is None or run["precision"] == precision)
         and run.get("engine", "torch") == "torch"
+        and run.get("models", 1) == 1
     ]
     return max(runs, key=lambda run: run["items_per_s"], default=None)
 
@@ -134,7 +136,9 @@ def targets(results: dict[str, Any]) -> list[Target]:
     peaks = [
         memory["peak_rss_mb"]
         for run in results.get("pipeline", [])
-        if run.get("precision") == default["precision"] and run.get("engine", "torch") == default["engine"]
+        if run.get("precision") == default["precision"]
+        and run.get("engine", "torch") == default["engine"]
+        and run.get("models", 1) == 1
         for memory in run.get("worker_memory", [])
         if "peak_rss_mb" in memory
     ]
@@ -165,10 +169,12 @@ def render_section(results: dict[str, Any]) -> str:
         f"torch {machine['torch']} (CPU capability {results.get('torch_cpu_capability', '?')}), "
         f"transformers {machine['transformers']}, rq {machine['rq']}, Python {machine['python']}, "
         f"Linux {machine['kernel']}.",
+        # The load at the end includes the benchmark's own last part: only the start tells of other work.
         f"- Load average (1 min) at start {results['load_start']:.2f}, at end {results['load_end']:.2f}"
+        " (the end includes the benchmark's own last part)"
         + (
-            " — **other work was running: the figures are distorted**."
-            if max(results["load_start"], results["load_end"]) > results["busy_load"]
+            " — **other work was running at the start: the figures are distorted**."
+            if results["load_start"] > results["busy_load"]
             else "."
         ),
         f"- Model: `{results['model']}`; texts: `{results['texts_file']}`, {results['items']} of them; "
@@ -248,12 +254,17 @@ def render_section(results: dict[str, Any]) -> str:
         rows = []
         for run in runs:
             if "items_per_s" not in run:
-                rows.append([run["database"], f"W={run['workers']}", run["precision"], *["–"] * 6, "error"])
+                rows.append(
+                    [run["database"], f"W={run['workers']}", str(run.get("models", 1)), run["precision"]]
+                    + ["–"] * 6
+                    + ["error"]
+                )
                 continue
             rows.append(
                 [
                     run["database"],
                     f"W={run['workers']} × {run['threads_per_worker']} thread(s)",
+                    str(run.get("models", 1)),
                     run["precision"]
                     if run.get("engine", "torch") == "torch"
                     else f"{run['engine']} {run['precision']}",
@@ -270,6 +281,7 @@ def render_section(results: dict[str, Any]) -> str:
             [
                 "database",
                 "workers",
+                "models",
                 "precision",
                 "items",
                 "seconds",
