@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.markdown import number, table
-from bench.targets import Target
+from bench.targets import Target, one_model
 
 #: items/s end to end for the fastest engine and precision with >= AGREEMENT_FLOOR label agreement.
 ENGINE_THROUGHPUT_TARGET = 190.0
@@ -242,7 +242,7 @@ def engine_targets(results: dict[str, Any]) -> list[Target]:
     runs = [
         run
         for run in results.get("pipeline", [])
-        if run.get("database") == "postgresql" and run.get("items_per_s") and run.get("models", 1) == 1
+        if run.get("database") == "postgresql" and run.get("items_per_s") and one_model(run)
     ]
     candidates = [
         run for run in runs if keeps_the_rule(results, run.get("engine", "torch"), run["precision"])

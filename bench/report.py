@@ -18,7 +18,7 @@ from bench.markdown import percent as _pct
 from bench.markdown import table as _table
 from bench.market_report import market_lines, market_targets
 from bench.scale_report import scale_lines, scale_targets
-from bench.targets import Target
+from bench.targets import Target, one_model
 
 INTRO = """# Benchmarks
 
@@ -44,8 +44,7 @@ def pipeline_shares(results: dict[str, Any]) -> None:
     """Add the pipeline/ceiling ratios to each pipeline run (same layout, and best layout)."""
     torch_ceiling = results.get("ceiling") or {"layouts": []}
     for run in results.get("pipeline", []):
-        # A run with several models classifies each post several times: not comparable with one model.
-        if "items_per_s" not in run or run.get("models", 1) > 1:
+        if "items_per_s" not in run or not one_model(run):
             continue
         engine = run.get("engine", "torch")
         ceiling = (
@@ -72,7 +71,7 @@ def _best_pipeline(
         and run["database"] == database
         and (precision is None or run["precision"] == precision)
         and run.get("engine", "torch") == "torch"
-        and run.get("models", 1) == 1
+        and one_model(run)
     ]
     return max(runs, key=lambda run: run["items_per_s"], default=None)
 
@@ -138,7 +137,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
         for run in results.get("pipeline", [])
         if run.get("precision") == default["precision"]
         and run.get("engine", "torch") == default["engine"]
-        and run.get("models", 1) == 1
+        and one_model(run)
         for memory in run.get("worker_memory", [])
         if "peak_rss_mb" in memory
     ]
@@ -169,7 +168,6 @@ def render_section(results: dict[str, Any]) -> str:
         f"torch {machine['torch']} (CPU capability {results.get('torch_cpu_capability', '?')}), "
         f"transformers {machine['transformers']}, rq {machine['rq']}, Python {machine['python']}, "
         f"Linux {machine['kernel']}.",
-        # The load at the end includes the benchmark's own last part: only the start tells of other work.
         f"- Load average (1 min) at start {results['load_start']:.2f}, at end {results['load_end']:.2f}"
         " (the end includes the benchmark's own last part)"
         + (
@@ -416,7 +414,7 @@ def render_section(results: dict[str, Any]) -> str:
 def _models_lines(runs: list[dict[str, Any]]) -> list[str]:
     """One model against several in every worker (PostgreSQL, the default precision): posts and
     classifications per second, and each worker's peak memory."""
-    several = [run for run in runs if run.get("models", 1) > 1 and "items_per_s" in run]
+    several = [run for run in runs if not one_model(run) and "items_per_s" in run]
     if not several:
         return []
     rows = []
@@ -425,7 +423,7 @@ def _models_lines(runs: list[dict[str, Any]]) -> list[str]:
             (
                 other
                 for other in runs
-                if other.get("models", 1) == 1
+                if one_model(other)
                 and other["database"] == run["database"]
                 and other["workers"] == run["workers"]
                 and other["precision"] == run["precision"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,3 +18,9 @@ class Target:
         if self.met is None:
             return "not measured"
         return f"**met** ({self.detail})" if self.met else f"**missed** ({self.detail})"
+
+
+def one_model(run: dict[str, Any]) -> bool:
+    """A pipeline run with one model: the only kind comparable with the (one-model) ceiling and targets;
+    a run with several classifies each post several times."""
+    return run.get("models", 1) == 1
