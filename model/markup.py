@@ -100,7 +100,8 @@ _ATTACHES_LEFT = frozenset(".,;:!?)]}'\"’”…%")
 _ATTACHES_RIGHT = frozenset("([{'\"‘“")
 
 # One token at a "<". Every repetition is possessive or atomic, so a failed match gives nothing
-# back: a match costs the characters it covers, and a failure at "<" costs a few.
+# back: a match costs the characters it covers, and a failure at "<" costs a few. Groups are repeated
+# inside an atomic group, not possessively ("(?:...)*+"), which Python 3.11.2 (Debian 12's) gets wrong.
 _TOKEN = re.compile(
     r"""
       (?P<comment> <!-- (?> -?> | (?s:.*?) (?: --!?> | \Z ) ) )
@@ -108,10 +109,10 @@ _TOKEN = re.compile(
     | </>
     | < (?P<end>/)? (?P<name>[A-Za-z][^\t\n\f\r\x20/>]*+)
         (?P<attributes>
-          (?> [^>"'=]++
+          (?> (?> [^>"'=]++
             | = [\t\n\f\r\x20]*+ (?> "[^"]*+ (?:"|\Z) | '[^']*+ (?:'|\Z) | )
             | ["']
-          )*+
+          )* )
         )
         (?P<close> > | \Z )
     """,

@@ -65,7 +65,9 @@ _LINK = re.compile(
     r"(?:https?|ftp)://\S*+"  # a web link (with its own "…" when it was cut)
     r"|pic\.twitter\.com/\S*+"  # a tweet's picture, glued to the word before or not
     r"|(?<![\w.])www\.\S++"
-    r"|(?<![\w.@/-])(?:[a-z0-9-]++\.)++[a-z]{2,}+/\S*+",  # a domain with a path: t.co/x, cnn.com/a
+    # a domain with a path: t.co/x, cnn.com/a. An atomic group, not a possessive one ("(?:...)++"):
+    # Python 3.11.2 (Debian 12's) never matches that one; 3.11.7 does.
+    r"|(?<![\w.@/-])(?>(?:[a-z0-9-]++\.)+)[a-z]{2,}+/\S*+",
     re.IGNORECASE,
 )
 #: punctuation that ends a sentence or closes a bracket after a link: the sentence's, not the link's.
