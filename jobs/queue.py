@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from redis import Redis
-from redis.exceptions import OutOfMemoryError
+from redis.exceptions import ResponseError
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -22,7 +22,6 @@ from rq.utils import now
 from config import DEFAULT_QUEUE_NAME, settings
 from db.identity import database_id as identity_of
 from db.session import describe
-from errors import first_line
 from jobs.binding import bind_queue
 from jobs.registry import CLASSIFY_FUNCTION, REACT_FUNCTION, RECLASSIFY_FUNCTION, refusal
 from jobs.rq_seam import (
@@ -33,6 +32,7 @@ from jobs.rq_seam import (
     job_statuses,
     latest_failure,
 )
+from services.redis_memory import out_of_memory
 
 #: the default queue (``VOLFEFE_QUEUE`` names another).
 QUEUE_NAME = DEFAULT_QUEUE_NAME
@@ -252,11 +252,13 @@ def _enqueue_all(
             report.content_ids.extend(page)
             for start in range(0, len(page), ENQUEUE_CHUNK):
                 _enqueue_chunk(queue, page[start : start + ENQUEUE_CHUNK], identity, report)
-    except OutOfMemoryError as error:
+    except ResponseError as error:
         # maxmemory with noeviction: Redis refuses each write from now on. A chunk's jobs are saved by
         # one script, which Redis refuses at its first write or runs whole: what the report lists as
         # enqueued is exactly what is in Redis.
-        report.stopped = first_line(error)
+        report.stopped = out_of_memory(error)
+        if report.stopped is None:
+            raise
     return report
 
 

@@ -14,13 +14,32 @@ line, so that the operator sees why, without losing the view of the queue.
 
 from __future__ import annotations
 
-from redis import Redis
-from redis.exceptions import NoPermissionError, ResponseError
+import re
 
-from errors import VolfefeError
+from redis import Redis
+from redis.exceptions import NoPermissionError, OutOfMemoryError, ResponseError
+
+from errors import VolfefeError, first_line
 
 #: the one policy that never deletes a key to make room.
 NO_EVICTION = "noeviction"
+
+
+#: Redis's refusal when a Lua script's first write meets a full Redis: "@user_script:15: ... -OOM ...".
+_SCRIPT_OUT_OF_MEMORY = re.compile(r"-(OOM command not allowed\b.*)")
+
+
+def out_of_memory(error: ResponseError) -> str | None:
+    """Redis's out-of-memory refusal in one line, or None when ``error`` is another one.
+
+    A command refused for memory is redis-py's ``OutOfMemoryError``; a script that passed Redis's check
+    at its start and met the limit at its first write (so it wrote nothing) comes back as a plain
+    ``ResponseError`` whose text carries Redis's ``-OOM`` line after the script's position."""
+    text = first_line(error)
+    if isinstance(error, OutOfMemoryError):  # redis-py took Redis's "OOM" code off the text
+        return text if text.startswith("OOM") else f"OOM {text}"
+    found = _SCRIPT_OUT_OF_MEMORY.search(text)
+    return found.group(1) if found else None
 
 
 class RedisEvicts(VolfefeError):

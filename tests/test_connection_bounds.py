@@ -31,7 +31,7 @@ from db.bounds import ANSWER_GRACE
 from db.session import bounded_engine, migration_engine
 from services.redis_client import BoundedRedis, bound_connection, redis_client
 from services.redis_connection import client_for, safe_url
-from services.redis_memory import eviction_problem
+from services.redis_memory import eviction_problem, out_of_memory
 from services.redis_server import RedisServer
 from tests.faults.blackhole import BlackHoleProxy
 from tests.faults.network_support import database_through, redis_through
@@ -298,3 +298,31 @@ def test_a_forked_child_dies_with_its_parent_however_the_parent_ends() -> None:
     finally:
         parent.kill()
         parent.wait()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "OOM command not allowed when used memory > 'maxmemory'.",
+        # A script that passed Redis's check at its start and met the limit at its first write (seen
+        # from the bulk enqueue's script under memory pressure): redis-py makes it a plain ResponseError.
+        "@user_script:15: @user_script: 15: -OOM command not allowed when used memory > 'maxmemory'.",
+    ],
+)
+def test_out_of_memory_is_recognised_whether_a_command_or_a_script_met_it(reply: str) -> None:
+    from redis._parsers.base import BaseParser  # how redis-py turns Redis's error reply into an error
+
+    assert (
+        out_of_memory(BaseParser.parse_error(reply))
+        == "OOM command not allowed when used memory > 'maxmemory'."
+    )
+
+
+def test_other_redis_errors_are_not_out_of_memory() -> None:
+    from redis._parsers.base import BaseParser
+
+    for reply in (
+        "ERR wrong number of arguments for 'set' command",
+        "@user_script:3: Script attempted to access",
+    ):
+        assert out_of_memory(BaseParser.parse_error(reply)) is None
