@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from redis import Redis
 from redis.exceptions import WatchError
 from rq import Queue
-from rq.exceptions import DeserializationError
+from rq.exceptions import DeserializationError, StopRequested
 from rq.executions import Execution
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
@@ -29,6 +29,7 @@ from rq.utils import as_text, decode_redis_hash, get_version, now
 from rq.worker import Worker
 
 if TYPE_CHECKING:
+    from redis.client import PubSubWorkerThread
     from rq.worker import BaseWorker
 
 #: the worker-hash field where our workers record the database they serve (RQ ignores it).
@@ -112,6 +113,18 @@ def unsubscribe_bounded(worker: BaseWorker) -> None:
         thread.stop()
         thread.join(timeout=PUBSUB_STOP_WAIT)
     worker.pubsub.close()
+
+
+def pubsub_stop_requested(error: BaseException, thread: PubSubWorkerThread) -> bool:
+    """Before ``BaseWorker._pubsub_exception_handler`` (RQ 3.0), the handler RQ gives the pubsub thread:
+    True when ``error`` is a stop (StopRequested: Redis stayed away past the stop's grace), after which
+    the thread's loop ends and closes its pubsub. RQ's handler re-raises anything but a connection
+    error, and the thread died with a traceback in a stopping worker's log; False leaves ``error`` to it.
+    """
+    if not isinstance(error, StopRequested):
+        return False
+    thread.stop()  # on the thread itself: clears its flag without joining
+    return True
 
 
 def dequeue_ready(queue: Queue, wanted: int, job_class: type[Job]) -> list[tuple[Job, Queue]]:

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -194,6 +195,41 @@ def test_patient_retry_gives_up_at_the_stop_deadline(monkeypatch: pytest.MonkeyP
     with pytest.raises(StopRequested):  # still away: not even tried again
         retry.call_with_retry(counted, dropped.append)
     assert calls[0] == 0
+
+
+def test_patient_retry_says_back_once_when_redis_answers_not_when_a_quiet_poll_ends(
+    proxied_redis, caplog
+) -> None:
+    """RQ's pubsub thread polls with a timeout: on a cut network a poll hears nothing and returns as it
+    does on a quiet channel. Redis is back when the call that failed gets an answer, after the heal."""
+    backs: list[float] = []
+    client = redis_client(redis_through(proxied_redis), SHORT)
+    client.set_retry(PatientRetry(lambda: "w1", on_back=backs.append))
+    assert client.ping()
+    pubsub = client.pubsub()
+    pubsub.subscribe(**{"volfefe-test": lambda _message: None})
+    polls = pubsub.run_in_thread(sleep_time=0.3, daemon=True)
+    healed_at: list[float] = []
+
+    def heal() -> None:
+        healed_at.append(time.time())
+        proxied_redis.heal()
+
+    try:
+        proxied_redis.pause()
+        healer = threading.Timer(3 * SHORT.redis_socket_timeout + 1, heal)  # polls time out meanwhile
+        healer.start()
+        assert client.ping()  # retried until the heal
+        healer.join()
+    finally:
+        polls.stop()
+        polls.join(5)
+        pubsub.close()
+    said = [(record.created, record.getMessage()) for record in caplog.records if record.name == "rq.worker"]
+    cut = [at for at, message in said if "Redis is unreachable" in message]
+    back = [at for at, message in said if "Redis is back" in message]
+    assert len(cut) == 1 and len(back) == 1 and len(backs) == 1, said
+    assert back[0] >= healed_at[0], said
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------------------

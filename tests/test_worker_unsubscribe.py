@@ -7,6 +7,7 @@ import time
 
 import pytest
 from redis import Redis
+from rq.exceptions import StopRequested
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
@@ -53,3 +54,32 @@ def test_unsubscribe_bounded_returns_at_once_from_a_listening_thread(redis_url: 
     assert time.monotonic() - started < rq_seam.PUBSUB_STOP_WAIT + 1.0
     assert not worker.pubsub_thread._running.is_set()
     assert worker.pubsub.connection is None  # released to the pool, whichever way the race went
+
+
+@pytest.mark.integration
+def test_rq_own_pubsub_handler_re_raises_a_stop(redis_url: str) -> None:
+    # Why pubsub_stop_requested exists: RQ's handler lets the thread die on StopRequested, traceback and all.
+    worker = SimpleWorker(["q"], connection=Redis.from_url(redis_url), serializer=JSONSerializer)
+    worker.subscribe()
+    try:
+        with pytest.raises(StopRequested):
+            try:
+                raise StopRequested()  # as the thread's loop calls it: inside its except clause
+            except StopRequested as stop:
+                worker._pubsub_exception_handler(stop, worker.pubsub, worker.pubsub_thread)
+    finally:
+        rq_seam.unsubscribe_bounded(worker)
+
+
+@pytest.mark.integration
+def test_a_stop_ends_the_pubsub_thread_quietly_and_other_errors_go_to_rq(redis_url: str) -> None:
+    worker = SimpleWorker(["q"], connection=Redis.from_url(redis_url), serializer=JSONSerializer)
+    worker.subscribe()
+    thread = worker.pubsub_thread
+    try:
+        assert not rq_seam.pubsub_stop_requested(ValueError("not a stop"), thread)
+        assert thread._running.is_set()
+        assert rq_seam.pubsub_stop_requested(StopRequested(), thread)
+        assert not thread._running.is_set()  # its loop ends after its current wait, and closes the pubsub
+    finally:
+        rq_seam.unsubscribe_bounded(worker)

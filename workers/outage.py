@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError
+from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from rq.exceptions import StopRequested
@@ -150,8 +150,10 @@ class PatientRetry(Retry):
     One object serves every connection of the client (``__deepcopy__``: redis-py copies the retry into
     each connection it makes), so that an outage is reported once, and a stop is seen by all. redis-py
     nests its calls (a command, the connection's handshake inside it, the socket's connect inside
-    that): Redis is back when the outermost one succeeds, not when a socket connects to a route that
-    forwards nothing.
+    that): Redis is back when the outermost one of a call that failed gets an answer (a result, or an
+    error reply), not when a socket connects to a route that forwards nothing, and not when another
+    thread's call ends without having failed: RQ's pubsub thread polls with a timeout, and a poll that
+    heard nothing on a cut network returns as a poll on a quiet channel does.
     """
 
     def __init__(
@@ -172,7 +174,9 @@ class PatientRetry(Retry):
         self._stop_deadline = stop_deadline
         self._down_since: float | None = None
         self._reminded = 0.0
-        self._depth = threading.local()  # nesting of call_with_retry, per thread
+        #: per thread: ``depth``, the nesting of call_with_retry; ``failed``, whether the outermost call
+        #: met a failure (only such a call can tell that Redis is back).
+        self._calls = threading.local()
 
     def __deepcopy__(self, memo: dict) -> PatientRetry:
         return self
@@ -184,8 +188,10 @@ class PatientRetry(Retry):
     def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):
         if self._down_since is not None and self._past_stop_deadline():
             raise StopRequested()  # stopping, and Redis did not come back in time: try no more
+        calls = self._calls
 
         def noted_fail(error, *failure_count):
+            calls.failed = True
             now = time.monotonic()
             if self._down_since is None:
                 self._down_since = self._reminded = now
@@ -209,20 +215,33 @@ class PatientRetry(Retry):
                 raise StopRequested() from error
             return outcome
 
-        depth = getattr(self._depth, "value", 0)
-        self._depth.value = depth + 1
+        depth = getattr(calls, "depth", 0)
+        if depth == 0:
+            calls.failed = False
+        calls.depth = depth + 1
         try:
             result = super().call_with_retry(do, noted_fail, is_retryable, with_failure_count)
+        except ResponseError as error:  # an error reply: Redis answered
+            calls.depth = depth
+            if depth == 0 and not isinstance(error, OutOfMemoryError):
+                self._answered()
+            raise
         finally:
-            self._depth.value = depth
-        down_since = self._down_since
-        if down_since is not None and depth == 0:
-            self._down_since = None
-            away = time.monotonic() - down_since
-            log.warning("Worker %s: Redis is back after %.1f s", self._name(), away)
-            if self._on_back is not None:
-                self._on_back(away)
+            calls.depth = depth
+        if depth == 0:
+            self._answered()
         return result
+
+    def _answered(self) -> None:
+        """The outermost call of this thread got an answer: the end of the outage, if it met it."""
+        down_since = self._down_since
+        if down_since is None or not self._calls.failed:
+            return
+        self._down_since = None
+        away = time.monotonic() - down_since
+        log.warning("Worker %s: Redis is back after %.1f s", self._name(), away)
+        if self._on_back is not None:
+            self._on_back(away)
 
 
 def postpone_maintenance(worker: BaseWorker) -> Callable[[float], None]:

@@ -518,6 +518,10 @@ class FinbertWorker(SimpleWorker):
     def unsubscribe(self) -> None:
         rq_seam.unsubscribe_bounded(self)
 
+    def _pubsub_exception_handler(self, exc, pubsub, pubsub_thread) -> None:
+        if not rq_seam.pubsub_stop_requested(exc, pubsub_thread):
+            super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+
     def teardown(self) -> None:
         """Hand back the jobs taken but not run (warm shutdown), then unregister. When Redis cannot be
         reached within the stop's grace, the jobs stay started: another worker recovers them when

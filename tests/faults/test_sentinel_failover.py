@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.sentinel
 
 from db.migrate import upgrade
 from jobs.sweep import sweep
@@ -84,11 +85,19 @@ class Sentinels:
         return redis.Redis(host=HOST, port=self.ports[index], socket_timeout=2, decode_responses=True)
 
     def primary_port_seen(self) -> int | None:
+        """The primary's port as a client finds it: redis-py's discovery (SENTINEL MASTERS, a primary
+        that is neither down nor mid-failover). ``get-master-addr-by-name`` names the promoted replica
+        earlier, while the failover is still reconfiguring, when a client finds no primary yet."""
+        sentinel = redis.sentinel.Sentinel(
+            [(HOST, port) for port in self.ports], sentinel_kwargs={"socket_timeout": 2}
+        )
         try:
-            address = self.client().execute_command("SENTINEL", "get-master-addr-by-name", SERVICE)
-        except redis.RedisError:
+            return int(sentinel.discover_master(SERVICE)[1])
+        except redis.RedisError:  # MasterNotFoundError included
             return None
-        return int(address[1]) if address else None
+        finally:
+            for client in sentinel.sentinels:
+                client.close()
 
     def ready(self) -> bool:
         """Every sentinel knows the replica and the other sentinels."""

@@ -159,5 +159,6 @@ def test_one_sigterm_ends_a_busy_worker_whose_redis_is_down(
     )
     assert code == 0 and stop_s <= STOP_BOUND, f"exit {code} after {stop_s:.1f} s\n{worker.log()[-4000:]}"
     assert "jobs left started" in worker.log(), worker.log()[-3000:]
+    assert "Traceback" not in worker.log(), worker.log()[-3000:]  # its pubsub thread ends quietly too
     assert left == [], left
     assert result.lost == [] and result.doubled == [] and result.stranded == [], result
