@@ -29,7 +29,7 @@ from rq.utils import as_text, decode_redis_hash, get_version, now
 from rq.worker import Worker
 
 if TYPE_CHECKING:
-    from redis.client import PubSubWorkerThread
+    from redis.client import PubSub, PubSubWorkerThread
     from rq.worker import BaseWorker
 
 #: the worker-hash field where our workers record the database they serve (RQ ignores it).
@@ -115,16 +115,18 @@ def unsubscribe_bounded(worker: BaseWorker) -> None:
     worker.pubsub.close()
 
 
-def pubsub_stop_requested(error: BaseException, thread: PubSubWorkerThread) -> bool:
-    """Before ``BaseWorker._pubsub_exception_handler`` (RQ 3.0), the handler RQ gives the pubsub thread:
-    True when ``error`` is a stop (StopRequested: Redis stayed away past the stop's grace), after which
-    the thread's loop ends and closes its pubsub. RQ's handler re-raises anything but a connection
-    error, and the thread died with a traceback in a stopping worker's log; False leaves ``error`` to it.
+def pubsub_thread_error(
+    worker: BaseWorker, error: BaseException, pubsub: PubSub, thread: PubSubWorkerThread
+) -> None:
+    """``BaseWorker._pubsub_exception_handler`` (RQ 3.0), the handler RQ gives the pubsub thread, with a
+    stop ended quietly: StopRequested (Redis stayed away past the stop's grace) ends the thread's loop,
+    which then closes its pubsub. RQ's handler re-raises anything but a connection error, and the
+    thread died with a traceback in a stopping worker's log; every other error goes to it.
     """
-    if not isinstance(error, StopRequested):
-        return False
-    thread.stop()  # on the thread itself: clears its flag without joining
-    return True
+    if isinstance(error, StopRequested):
+        thread.stop()  # on the thread itself: clears its flag without joining
+        return
+    Worker._pubsub_exception_handler(worker, error, pubsub, thread)  # type: ignore[arg-type]
 
 
 def dequeue_ready(queue: Queue, wanted: int, job_class: type[Job]) -> list[tuple[Job, Queue]]:

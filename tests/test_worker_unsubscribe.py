@@ -77,9 +77,13 @@ def test_a_stop_ends_the_pubsub_thread_quietly_and_other_errors_go_to_rq(redis_u
     worker.subscribe()
     thread = worker.pubsub_thread
     try:
-        assert not rq_seam.pubsub_stop_requested(ValueError("not a stop"), thread)
+        with pytest.raises(ValueError):  # RQ's handler: the thread exits on anything else
+            try:
+                raise ValueError("not a stop")
+            except ValueError as error:
+                rq_seam.pubsub_thread_error(worker, error, worker.pubsub, thread)
         assert thread._running.is_set()
-        assert rq_seam.pubsub_stop_requested(StopRequested(), thread)
+        rq_seam.pubsub_thread_error(worker, StopRequested(), worker.pubsub, thread)
         assert not thread._running.is_set()  # its loop ends after its current wait, and closes the pubsub
     finally:
         rq_seam.unsubscribe_bounded(worker)

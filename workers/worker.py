@@ -519,8 +519,7 @@ class FinbertWorker(SimpleWorker):
         rq_seam.unsubscribe_bounded(self)
 
     def _pubsub_exception_handler(self, exc, pubsub, pubsub_thread) -> None:
-        if not rq_seam.pubsub_stop_requested(exc, pubsub_thread):
-            super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+        rq_seam.pubsub_thread_error(self, exc, pubsub, pubsub_thread)
 
     def teardown(self) -> None:
         """Hand back the jobs taken but not run (warm shutdown), then unregister. When Redis cannot be
