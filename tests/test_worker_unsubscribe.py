@@ -58,7 +58,7 @@ def test_unsubscribe_bounded_returns_at_once_from_a_listening_thread(redis_url: 
 
 @pytest.mark.integration
 def test_rq_own_pubsub_handler_re_raises_a_stop(redis_url: str) -> None:
-    # Why pubsub_stop_requested exists: RQ's handler lets the thread die on StopRequested, traceback and all.
+    # Why pubsub_thread_error exists: RQ's handler lets the thread die on StopRequested, traceback and all.
     worker = SimpleWorker(["q"], connection=Redis.from_url(redis_url), serializer=JSONSerializer)
     worker.subscribe()
     try:
