@@ -1,6 +1,7 @@
 """Diagnostic: where a busy worker's time goes, sampled by py-spy during a pipeline run.
 
 python -m bench.profile --model DIR [--engine openvino] [--precision int8] [--workers 2] [--items N]
+python -m bench.profile --model DIR --engine torch --precision bf16 --latency 200
 
 Not part of ``bench.run``. A fresh PostgreSQL database with the texts, a private Redis, W real
 workers (``bench.pipeline.deployment``, as the pipeline part runs them); while the sweep's jobs are
@@ -9,6 +10,9 @@ samples are split by what the innermost frame of ours or of a library was doing:
 pass, tokenizing and windows, padding, the database (SQLAlchemy, psycopg), Redis (redis-py), RQ's own
 bookkeeping, the audit record, JSON, waiting for jobs. Needs py-spy (``pip install py-spy``; not a
 project dependency). The figures are shares of the sampled worker's wall time.
+
+``--latency N``: one idle worker and N texts enqueued one at a time (``bench.latency``), sampled
+without ``--idle``: the shares are of the time the worker was on the CPU while it ran single jobs.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("logging", ("logging/",)),
 ]
 
+
+#: texts classified before a latency profile starts (the worker warm, as in bench.run).
+WARM_ITEMS = 64
 
 #: files of ours, as py-spy names them (relative to their folder on sys.path).
 OUR_PACKAGES = ("jobs/", "workers/", "db/", "model/", "services/")
@@ -89,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine-cache", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("profile-worker.txt"), help="py-spy's raw samples")
     parser.add_argument("--summarize", type=Path, help="only summarize a py-spy raw file written before")
+    parser.add_argument(
+        "--latency", type=int, metavar="N", help="one idle worker, N single items (CPU samples)"
+    )
     args = parser.parse_args(argv)
     if args.summarize:
         print_summary(args.summarize)
@@ -97,28 +107,36 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(py_spy).exists():
         print("python -m bench.profile: error: py-spy is not installed (pip install py-spy)", file=sys.stderr)
         return 2
+    from bench.latency import measure_latency
     from bench.pipeline import deployment, measure_throughput
     from bench.run import Databases
 
     texts = load_texts(args.texts)
     texts = evenly_spaced(texts, args.items) if args.items else texts
+    workers = 1 if args.latency else args.workers
     work_dir = Path(tempfile.mkdtemp(prefix="volfefe-profile-"))
     work_dir.chmod(0o755)
     stack = contextlib.ExitStack()
     try:
         databases = Databases(work_dir, stack)
         with deployment(
-            "profile", "postgresql", databases.create("postgresql"), databases.drop("postgresql"), texts,
-            args.model, args.precision, args.workers, work_dir, args.engine,
+            "profile", "postgresql", databases.create("postgresql"), databases.drop("postgresql"),
+            texts[:WARM_ITEMS] if args.latency else texts, args.model, args.precision, workers, work_dir, args.engine,
             args.engine_cache or work_dir / "engines",
         ) as setup:  # fmt: skip
+            if args.latency:
+                measure_throughput(setup)  # warm: the worker's first batches, as bench.run runs latency
             sampler = subprocess.Popen(
-                [py_spy, "record", "--pid", str(setup.workers[0].pid), "--format", "raw", "--idle",
-                 "--rate", "250", "--output", str(args.out), "--nonblocking"],
+                [py_spy, "record", "--pid", str(setup.workers[0].pid), "--format", "raw",
+                 *([] if args.latency else ["--idle"]), "--rate", "250", "--output", str(args.out),
+                 "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=(work_dir / "py-spy.log").open("w"),
             )  # fmt: skip
             try:
-                figures = measure_throughput(setup)
+                if args.latency:
+                    figures = measure_latency(setup, texts[WARM_ITEMS : WARM_ITEMS + args.latency], work_dir)
+                else:
+                    figures = measure_throughput(setup)
             finally:
                 sampler.send_signal(signal.SIGINT)  # py-spy writes its samples on Ctrl-C
                 sampler.wait(60)
@@ -128,10 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         with shielded_from_signals():
             stack.close()
             shutil.rmtree(work_dir, ignore_errors=True)
-    log(
-        f"{figures['items_per_s']:.1f} items/s ({args.engine} {args.precision}, W={args.workers}, PostgreSQL)"
-    )
-    print(f"\n{figures['items']} items, {figures['items_per_s']:.1f} items/s")
+    if args.latency:
+        print(f"\n{figures}")
+    else:
+        log(f"{figures['items_per_s']:.1f} items/s ({args.engine} {args.precision}, W={workers}, PostgreSQL)")
+        print(f"\n{figures['items']} items, {figures['items_per_s']:.1f} items/s")
     print_summary(args.out)
     return 0
 
