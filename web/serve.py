@@ -59,6 +59,9 @@ def serve(config: Settings, bind: str | None = None, port: int | None = None) ->
     Raises DashboardRefused for an exposed bind without credentials in the environment,
     CredentialsError for half-set or untrustworthy credentials, WebServerError when it cannot listen.
     """
+    # First: a stop that comes while it starts (the listening socket is up before Redis is asked,
+    # and that question can wait a socket timeout on a cut route) is a clean exit too.
+    signal.signal(signal.SIGTERM, _stop)
     bind = bind or DEFAULT_BIND
     port = port or config.web_port
     check_exposure(bind, credentials_in_environment=bool(config.web_username and config.web_password))
@@ -86,7 +89,6 @@ def serve(config: Settings, bind: str | None = None, port: int | None = None) ->
         log.info("Redis answers at %s", safe_url(url))
         _warn_if_evicting(app)
     log.info("serving on http://%s:%s%s/ (user %r)", bind, port, DASHBOARD_PREFIX, chosen.username)
-    signal.signal(signal.SIGTERM, _stop)
     try:
         server.run()
     finally:

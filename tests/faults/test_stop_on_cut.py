@@ -162,3 +162,28 @@ def test_one_sigterm_ends_a_busy_worker_whose_redis_is_down(
     assert "Traceback" not in worker.log(), worker.log()[-3000:]  # its pubsub thread ends quietly too
     assert left == [], left
     assert result.lost == [] and result.doubled == [] and result.stranded == [], result
+
+
+def test_a_sigterm_while_web_starts_on_a_black_holed_redis_is_a_clean_exit(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The web process listens before it asks Redis whether it answers, and on a cut route that question
+    waits a socket timeout: a stop in between must be handled (it was the default action: exit -15)."""
+    with BlackHoleProxy(("127.0.0.1", int(redis_server.port or 0))) as proxy:
+        proxy.pause()
+        web = WebProcess(
+            web_environment(
+                tmp_path / "var", redis_through(proxy), RQ_DASHBOARD_USERNAME="u", RQ_DASHBOARD_PASSWORD="p"
+            ),
+            tmp_path / "web.log",
+        )
+        try:
+            web.start()  # listening; asking the cut Redis now
+            assert web.process is not None and "serving on" not in web.log(), web.log()
+            signalled_at = time.monotonic()
+            web.process.send_signal(signal.SIGTERM)
+            code, seconds = _exit_within(web.process, signalled_at)
+        finally:
+            web.stop()
+    assert code == 0 and seconds <= STOP_BOUND, f"exit {code} after {seconds:.1f} s\n{web.log()}"
+    assert "Traceback" not in web.log(), web.log()
