@@ -173,6 +173,24 @@ def test_patient_retry_waits_out_a_full_redis(monkeypatch: pytest.MonkeyPatch, c
     assert any("out of memory" in record.getMessage() for record in caplog.records)
 
 
+def test_patient_retry_waits_out_a_script_refused_for_memory(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    from redis._parsers.base import BaseParser
+
+    monkeypatch.setattr("redis.retry.sleep", lambda _seconds: None)
+    retry = PatientRetry(lambda: "w1")
+    refused = BaseParser.parse_error(
+        "@user_script:15: @user_script: 15: -OOM command not allowed when used memory > 'maxmemory'."
+    )
+    assert type(refused) is redis.exceptions.ResponseError  # what redis-py raises for a script's refusal
+    assert retry.call_with_retry(_failing(5, refused), lambda _error: None) == "OK"
+    said = [record.getMessage() for record in caplog.records if record.name == "rq.worker"]
+    assert any("out of memory (OOM command not allowed" in message for message in said), said
+    assert any("Redis is back" in message for message in said), said
+    other = redis.exceptions.ResponseError("ERR wrong number of arguments for 'set' command")
+    with pytest.raises(redis.exceptions.ResponseError):  # any other error reply is the caller's
+        retry.call_with_retry(_failing(1, other), lambda _error: None)
+
+
 def test_patient_retry_gives_up_at_the_stop_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("redis.retry.sleep", lambda _seconds: None)
     deadline: list[float | None] = [None]

@@ -33,6 +33,7 @@ from sqlalchemy import text
 
 from db.session import describe, session_scope
 from errors import first_line
+from services.redis_memory import out_of_memory
 
 if TYPE_CHECKING:
     from rq.worker import BaseWorker
@@ -215,14 +216,26 @@ class PatientRetry(Retry):
                 raise StopRequested() from error
             return outcome
 
+        def refusals_as_out_of_memory():
+            try:
+                return do()
+            except ResponseError as error:
+                # A script refused at its first write (it wrote nothing) is a plain ResponseError in
+                # redis-py: waited out like a command refused for memory.
+                refusal = None if isinstance(error, OutOfMemoryError) else out_of_memory(error)
+                if refusal is not None:
+                    raise OutOfMemoryError(refusal) from error
+                raise
+
         depth = getattr(calls, "depth", 0)
         if depth == 0:
             calls.failed = False
         calls.depth = depth + 1
         try:
-            result = super().call_with_retry(do, noted_fail, is_retryable, with_failure_count)
+            result = super().call_with_retry(
+                refusals_as_out_of_memory, noted_fail, is_retryable, with_failure_count
+            )
         except ResponseError as error:  # an error reply: Redis answered
-            calls.depth = depth
             if depth == 0 and not isinstance(error, OutOfMemoryError):
                 self._answered()
             raise
