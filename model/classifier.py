@@ -16,7 +16,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, ENGINES, PRECISIONS
 from errors import first_line
-from model.engines import Engine, EngineLoadError, ModelLoadError, TorchEngine, engine_tag
+from model.cast_load import load_sequence_classifier
+from model.engines import Engine, EngineLoadError, ModelLoadError, TorchEngine, engine_tag, load_dtype
 from model.labels import LabelError, sentiment_labels
 from model.model_marks import RANDOM_WEIGHTS_KEY, RANDOM_WEIGHTS_TAG
 from model.windows import aggregate, split_into_windows
@@ -70,9 +71,11 @@ def _load_pretrained(
     model_class: type = AutoModelForSequenceClassification,
     setting: str = "FINBERT_MODEL",
     fix: str = FINBERT_LOAD_FIX,
+    dtype: str = "float32",
 ):
     """Tokenizer and model (or only its config, without ``weights``) from a local folder, the local
-    cache, or the hub, in that order.
+    cache, or the hub, in that order; the weights in ``dtype`` (a torch dtype's name), each cast as it
+    is read, so that a bf16 model never holds an fp32 copy of itself in memory.
 
     ``model_class`` is the transformers auto class of the model (a sequence classifier for sentiment, a
     token classifier for entities); errors name the setting ``setting`` and end with ``fix``.
@@ -101,7 +104,12 @@ def _load_pretrained(
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
             if not weights:
                 return tokenizer, AutoConfig.from_pretrained(source, local_files_only=local_only)
-            model = model_class.from_pretrained(source, local_files_only=local_only)
+            model = None
+            if dtype != "float32" and model_class is AutoModelForSequenceClassification:
+                config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+                model = load_sequence_classifier(source, config, dtype, local_only)
+            if model is None:
+                model = model_class.from_pretrained(source, local_files_only=local_only, dtype=dtype)
             return tokenizer, model
         except Exception as failure:  # transformers raises OSError, ValueError, HTTP errors...
             error = failure
@@ -186,7 +194,9 @@ class FinbertClassifier:
         when there is none) and runs ``threads`` inference threads; it never holds the torch model."""
         _check_choices(precision, engine)
         started = time.perf_counter()
-        tokenizer, loaded = _load_pretrained(source, weights=engine == "torch", setting=setting)
+        tokenizer, loaded = _load_pretrained(
+            source, weights=engine == "torch", setting=setting, dtype=load_dtype(precision)
+        )
         config = loaded.config if engine == "torch" else loaded
         labels_setting = "FINBERT_LABELS" if setting == "FINBERT_MODEL" else f"{setting} (option labels=)"
         try:
