@@ -14,7 +14,8 @@ instead of a call hanging for as long as the kernel keeps the connection.
 (``redis_sentinel_url``), so the web process's dashboard and every other process read one URL alike.
 The password is the primary's; ``sentinel_socket_timeout`` and ``sentinel_socket_connect_timeout`` in
 the query apply to the sentinels. Clients ask the sentinels where the primary is at every new
-connection, so a failover is followed by reconnecting.
+connection, retries included (``services.sentinel_connection``), so a failover is followed by
+reconnecting.
 
 RQ's own commands build their client from ``--url``/``RQ_REDIS_URL`` with ``Redis.from_url``, which
 knows no ``redis+sentinel`` scheme: ``--connection-class services.redis_client.BoundedRedis`` (or
@@ -32,6 +33,7 @@ from redis.sentinel import Sentinel
 from redis_sentinel_url import parse_sentinel_url
 
 from config import Settings, settings
+from services.sentinel_connection import PrimaryFollowingConnection
 
 #: the URL scheme of a Sentinel-managed primary (rq-dashboard's).
 SENTINEL_SCHEME = "redis+sentinel"
@@ -87,10 +89,9 @@ def _sentinel_client(url: str, config: Settings, options: dict[str, Any]) -> Red
     bounds = connection_bounds(config)
     sentinel_options = {**bounds, **parsed.sentinel_options}
     sentinel_options.pop("health_check_interval")
-    sentinel = Sentinel(
-        parsed.hosts, sentinel_kwargs=sentinel_options, **{**bounds, **options, **parsed.client_options}
-    )
-    return sentinel.master_for(service)
+    client_options = {**bounds, **options, **parsed.client_options}
+    sentinel = Sentinel(parsed.hosts, sentinel_kwargs=sentinel_options, **client_options)
+    return sentinel.master_for(service, connection_class=PrimaryFollowingConnection)
 
 
 def bound_connection(connection: Redis, config: Settings) -> None:
@@ -100,7 +101,8 @@ def bound_connection(connection: Redis, config: Settings) -> None:
     client whose connections are not redis-py's own sockets (a test's fakeredis) is left as it is.
     """
     pool = connection.connection_pool
-    if not pool.connection_class.__module__.startswith("redis."):
+    ours = issubclass(pool.connection_class, PrimaryFollowingConnection)
+    if not (ours or pool.connection_class.__module__.startswith("redis.")):
         return
     tcp = issubclass(pool.connection_class, Connection)  # a Sentinel-managed connection is a TCP one
     bounds = connection_bounds(config, tcp)
