@@ -14,6 +14,9 @@ replaced by a stub that returns a fixed prediction at once, and everything runs 
 
 Each figure is milliseconds per item on SQLite and on PostgreSQL (a private server); their sum
 with the model's time per item (1 / ceiling rate) predicts the pipeline's rate on one core.
+
+``--statements``: also each SQL statement's share, by its first words: how many ran per item and the
+milliseconds per item from sending it to its result (SQLAlchemy's cursor events; commits not included).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +110,49 @@ COMPONENTS: dict[str, Callable[[str, str, list[int]], float]] = {
 }
 
 
-def measure(items: int, work_dir: Path, stack: contextlib.ExitStack) -> dict[str, Any]:
+class StatementTimes:
+    """Seconds and counts of SQL statements by their first words, from SQLAlchemy's cursor events."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self._started: float | None = None
+
+    def before(self, *_args: Any) -> None:
+        self._started = time.perf_counter()
+
+    def after(
+        self, _conn: Any, _cursor: Any, statement: str, _parameters: Any, _context: Any, many: bool
+    ) -> None:
+        if self._started is None:
+            return
+        head = " ".join(statement.split()[:3]) + (" (executemany)" if many else "")
+        self.seconds[head] = self.seconds.get(head, 0.0) + time.perf_counter() - self._started
+        self.counts[head] = self.counts.get(head, 0) + 1
+        self._started = None
+
+    @contextlib.contextmanager
+    def listening(self) -> Iterator[StatementTimes]:
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        event.listen(Engine, "before_cursor_execute", self.before)
+        event.listen(Engine, "after_cursor_execute", self.after)
+        try:
+            yield self
+        finally:
+            event.remove(Engine, "before_cursor_execute", self.before)
+            event.remove(Engine, "after_cursor_execute", self.after)
+
+    def rows(self, items: int) -> list[tuple[str, float, float]]:
+        """(statement, count per item, ms per item), the slowest first."""
+        ordered = sorted(self.seconds, key=lambda head: -self.seconds[head])
+        return [(head, self.counts[head] / items, self.seconds[head] * 1000 / items) for head in ordered]
+
+
+def measure(
+    items: int, work_dir: Path, stack: contextlib.ExitStack, statements: bool = False
+) -> dict[str, Any]:
     from db.migrate import upgrade
     from model.warm import use_classifier
     from services.redis_server import RedisServer
@@ -115,7 +160,7 @@ def measure(items: int, work_dir: Path, stack: contextlib.ExitStack) -> dict[str
 
     texts = evenly_spaced(load_texts(TEXTS), items)
     use_classifier(StubClassifier())  # type: ignore[arg-type]
-    results: dict[str, Any] = {"items": len(texts), "databases": {}}
+    results: dict[str, Any] = {"items": len(texts), "databases": {}, "statements": {}}
     redis = RedisServer(work_dir / "redis")
     stack.callback(redis.stop)
     redis.start()
@@ -132,7 +177,11 @@ def measure(items: int, work_dir: Path, stack: contextlib.ExitStack) -> dict[str
         figures = {}
         for label, component in COMPONENTS.items():
             ids = import_texts(url, texts, work_dir, f"{name}-{len(figures)}")
-            figures[label] = component(url, redis.url, ids) * 1000 / len(ids)
+            times = StatementTimes()
+            with times.listening() if statements else contextlib.nullcontext(times):
+                figures[label] = component(url, redis.url, ids) * 1000 / len(ids)
+            if statements:
+                results["statements"][(name, label)] = times.rows(len(ids))
             log(f"{name}: {label}: {figures[label]:.2f} ms per item")
         results["databases"][name] = figures
     return results
@@ -141,6 +190,7 @@ def measure(items: int, work_dir: Path, stack: contextlib.ExitStack) -> dict[str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=600)
+    parser.add_argument("--statements", action="store_true", help="also time each SQL statement")
     args = parser.parse_args(argv)
     raise_on_sigterm()
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -148,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     work_dir.chmod(0o755)
     stack = contextlib.ExitStack()
     try:
-        results = measure(args.items, work_dir, stack)
+        results = measure(args.items, work_dir, stack, args.statements)
     except KeyboardInterrupt:
         return 130
     finally:
@@ -161,6 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- |" + " --- |" * len(names))
     for label in results["databases"][names[0]]:
         print(f"| {label} | " + " | ".join(f"{results['databases'][n][label]:.2f}" for n in names) + " |")
+    for (database, label), rows in results["statements"].items():
+        print(f"\nSQL statements, {database}, {label} (sending to result; commits not included):\n")
+        print("| statement | per item | ms per item |")
+        print("| --- | --- | --- |")
+        for head, count, milliseconds in rows:
+            print(f"| `{head}` | {count:.2f} | {milliseconds:.3f} |")
+        total = sum(milliseconds for _, _, milliseconds in rows)
+        print(f"| all | {sum(count for _, count, _ in rows):.2f} | {total:.3f} |")
     return 0
 
 
