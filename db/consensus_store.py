@@ -7,7 +7,7 @@ reads the first's row, so the consensus is never made of fewer rows than the con
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from consensus.vote import Reading, Verdict, combine
 from db.models import Classification, Consensus, Content
+from db.store import NewClassification
 
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 #: ids per ``IN (...)`` query.
@@ -65,18 +66,41 @@ def readings(
         )
         for content_id, model, sentiment, confidence, version, scores in rows:
             found.setdefault(content_id, []).append(
-                Reading(
-                    model,
-                    sentiment,
-                    confidence,
-                    _scores(scores, sentiment, confidence),
-                    weights[model],
-                    version,
-                )
+                _reading(model, sentiment, confidence, version, scores, weights)
             )
     for content_readings in found.values():
         content_readings.sort(key=lambda reading: order[reading.model])
     return found
+
+
+def _reading(
+    model: str, sentiment: str, confidence: float, version: str, raw: Any, weights: Mapping[str, float]
+) -> Reading:
+    return Reading(model, sentiment, confidence, _scores(raw, sentiment, confidence), weights[model], version)
+
+
+def _written_readings(
+    written: Mapping[int, Sequence[NewClassification]], weights: Mapping[str, float]
+) -> dict[int, list[Reading]]:
+    """The readings of contents whose rows by every model of ``weights`` this transaction wrote: the
+    current rows are those (one per content and model), so they need not be read back."""
+    known: dict[int, list[Reading]] = {}
+    for content_id, items in written.items():
+        by_model = {item.model: item for item in items if item.model in weights}
+        if by_model.keys() != weights.keys():
+            continue
+        known[content_id] = [
+            _reading(
+                model,
+                item.sentiment,
+                item.confidence,
+                item.model_version,
+                item.row()["meta"].get("raw_scores"),
+                weights,
+            )
+            for model, item in ((model, by_model[model]) for model in weights)
+        ]
+    return known
 
 
 def _scores(raw: Any, sentiment: str, confidence: float) -> dict[str, float]:
@@ -87,16 +111,28 @@ def _scores(raw: Any, sentiment: str, confidence: float) -> dict[str, float]:
 
 
 def refresh_consensus(
-    session: Session, content_ids: Iterable[int], weights: Mapping[str, float], ambiguous_below: float
+    session: Session,
+    content_ids: Iterable[int],
+    weights: Mapping[str, float],
+    ambiguous_below: float,
+    written: Mapping[int, Sequence[NewClassification]] | None = None,
 ) -> dict[int, Verdict]:
     """Recompute and store the consensus of each content over its current classifications by the
-    configured models (``weights``: name -> weight); a content with none has its consensus removed."""
+    configured models (``weights``: name -> weight); a content with none has its consensus removed.
+
+    ``written``: the classifications this transaction stored (inserted or replaced), by content; a
+    content they cover for every configured model is not read back (one statement fewer for a job).
+    """
     wanted = list(dict.fromkeys(content_ids))
     if not wanted:
         return {}
+    known = _written_readings({i: written[i] for i in wanted if i in written} if written else {}, weights)
+    found = (
+        readings(session, [i for i in wanted if i not in known], weights) if len(known) < len(wanted) else {}
+    )
     verdicts = {
         content_id: combine(content_readings, ambiguous_below)
-        for content_id, content_readings in readings(session, wanted, weights).items()
+        for content_id, content_readings in {**found, **known}.items()
     }
     rows = [
         {

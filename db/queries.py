@@ -135,6 +135,22 @@ def contents_by_id(session: Session, ids: Iterable[int]) -> dict[int, Content]:
     return found
 
 
+def contents_and_entities(session: Session, ids: Iterable[int]) -> tuple[dict[int, Content], set[int]]:
+    """``contents_by_id`` and, in the same statement, which of those contents have their entities stored
+    (``db.entity_store.with_entities``): what a classification job reads about its posts."""
+    wanted = list(dict.fromkeys(ids))
+    found: dict[int, Content] = {}
+    extracted: set[int] = set()
+    stored = exists().where(ContentEntities.content_id == Content.id)
+    for start in range(0, len(wanted), IDS_PER_QUERY):
+        chunk = wanted[start : start + IDS_PER_QUERY]
+        for content, has_entities in session.execute(select(Content, stored).where(Content.id.in_(chunk))):
+            found[content.id] = content
+            if has_entities:
+                extracted.add(content.id)
+    return found, extracted
+
+
 @dataclass(frozen=True)
 class ContentOutcome:
     """What the database records for one content: its classifications and consensus, its skip reason."""

@@ -32,9 +32,9 @@ from sqlalchemy import select
 from config import Settings, settings
 from consensus.vote import Verdict
 from db.consensus_store import lock_contents, refresh_consensus
-from db.entity_store import AssetRow, EntityRows, save_entities, with_entities
+from db.entity_store import AssetRow, EntityRows, save_entities
 from db.models import Content, DatabaseIdentity
-from db.queries import contents_by_id, current_versions
+from db.queries import contents_and_entities, current_versions
 from db.session import session_scope
 from db.store import NewClassification, RowKey, record_skip, replace_classifications, save_classifications
 from errors import VolfefeError, first_line
@@ -226,9 +226,8 @@ def _plan(url: str, config: Settings, wanted: list[Request], replace: Mapping[Re
                         f"enqueued for database {database_id}, this worker's database is {identity}",
                     )
             ids = [content_id for content_id, _ in ours]
-            contents = contents_by_id(session, ids)
+            contents, extracted = contents_and_entities(session, ids)
             versions = current_versions(session, ids)
-            extracted = with_entities(session, ids)
             for request in ours:
                 content_id = request[0]
                 content = contents.get(content_id)
@@ -417,7 +416,11 @@ def _write_in_one(
         replaced = replace_classifications(session, again, plan.forced)
         changed |= {key for key, result in replaced.items() if result != "current"}
         touched = {content_id for content_id, _ in changed}
-        verdicts = refresh_consensus(session, touched, weights, ambiguous_below)
+        stored: dict[int, list[NewClassification]] = {}
+        for item in mine:
+            if item.key in changed:
+                stored.setdefault(item.content_id, []).append(item)
+        verdicts = refresh_consensus(session, touched, weights, ambiguous_below, written=stored)
         linked = save_entities(session, {i: rows for i, rows in found.items() if i in content_ids})
     by_content: dict[int, list[NewClassification]] = {content_id: [] for content_id in content_ids}
     for item in mine:

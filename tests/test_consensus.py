@@ -234,3 +234,58 @@ def test_consensus_refresh_recomputes_with_the_configured_weights(migrated_db: s
         "consensus of 1 contents recomputed with tone:3, roberta:1: 1 changed sentiment"
         in capsys.readouterr().out
     )
+
+
+def test_a_consensus_of_rows_this_transaction_wrote_is_not_read_back(migrated_db: str) -> None:
+    """The job's path: the rows it wrote are the content's current rows by every configured model, so
+    the consensus is made from them without a read; a content with a model's row from before is read.
+    Both give the verdict a read of everything gives, to the last bit (the scores go through JSON)."""
+    from sqlalchemy import event
+
+    from db.consensus_store import refresh_consensus
+    from db.store import NewClassification, save_classifications
+
+    weights = {"tone": 1.0, "roberta": 0.5}
+    with session_scope(migrated_db) as session:
+        both_now, one_before = (
+            Content(source="s", external_id="n", text="a"),
+            Content(source="s", external_id="b", text="b"),
+        )
+        session.add_all([both_now, one_before])
+        session.flush()
+        a, b = both_now.id, one_before.id
+        earlier = NewClassification(
+            b, "roberta", "negative", 0.7, "r1", {"negative": 0.7, "neutral": 0.2, "positive": 0.1}
+        )
+        save_classifications(session, [earlier])
+
+    def row(content_id: int, model: str, scores: dict[str, float]) -> NewClassification:
+        label = max(scores, key=scores.__getitem__)
+        meta = {"schema": 1, "raw_scores": scores, "processing": {"model": model}}
+        return NewClassification(content_id, model, label, scores[label], f"{model}+fp32", scores, meta)
+
+    written = {
+        a: [row(a, "tone", {"negative": 0.1, "neutral": 0.3000000000000001, "positive": 0.6}),
+            row(a, "roberta", {"negative": 1 / 3, "neutral": 0.1, "positive": 0.5666666666666667})],
+        b: [row(b, "tone", {"negative": 0.2, "neutral": 0.45, "positive": 0.35})],
+    }  # fmt: skip
+    reads: list[list[object]] = []
+
+    def count_reads(_conn, _cursor, statement: str, parameters, _context, _many) -> None:
+        if statement.lstrip().startswith("SELECT") and "FROM classifications" in statement:
+            values = parameters.values() if isinstance(parameters, dict) else parameters
+            reads.append(list(values))
+
+    with session_scope(migrated_db) as session:
+        save_classifications(session, [item for items in written.values() for item in items])
+        engine = session.get_bind()
+        event.listen(engine, "before_cursor_execute", count_reads)
+        try:
+            verdicts = refresh_consensus(session, [a, b], weights, 0.6, written=written)
+        finally:
+            event.remove(engine, "before_cursor_execute", count_reads)
+    assert len(reads) == 1 and b in reads[0] and a not in reads[0]
+    assert list(verdicts[b].models) == ["tone", "roberta"]  # roberta's row from before
+    with session_scope(migrated_db) as session:
+        read_back = refresh_consensus(session, [a, b], weights, 0.6)
+    assert verdicts == read_back

@@ -303,6 +303,31 @@ def test_contents_by_id(migrated_db: str) -> None:
         assert queries.contents_by_id(session, iter([ids[1]])).keys() == {ids[1]}
 
 
+def test_contents_and_entities_read_in_one_statement_what_the_two_reads_give(
+    migrated_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from db.entity_store import AssetRow, EntityRows, save_entities, with_entities
+
+    monkeypatch.setattr(queries, "IDS_PER_QUERY", 2)  # three chunks for five ids
+    ids = add_contents(migrated_db, 4)
+    with session_scope(migrated_db) as session:
+        links = [AssetRow("SPY", "etf", "default", 0)]
+        save_entities(
+            session,
+            {
+                ids[1]: EntityRows({"schema": 1}, "tests", links),
+                ids[3]: EntityRows({"schema": 1}, "tests", links),
+            },
+        )
+    asked = [ids[3], 99999, ids[0], ids[1], ids[3], ids[2]]
+    with session_scope(migrated_db) as session:
+        found, extracted = queries.contents_and_entities(session, asked)
+        assert found.keys() == queries.contents_by_id(session, asked).keys() == set(ids)
+        assert found[ids[2]].text == "post 2"
+        assert extracted == with_entities(session, asked) == {ids[1], ids[3]}
+        assert queries.contents_and_entities(session, []) == ({}, set())
+
+
 def test_content_outcomes(migrated_db: str) -> None:
     classified, skipped, waiting = add_contents(migrated_db, 3)
     classify(migrated_db, classified, "negative", 0.8, "m+random-weights+fp32")
