@@ -87,20 +87,15 @@ def _written_readings(
     known: dict[int, list[Reading]] = {}
     for content_id, items in written.items():
         by_model = {item.model: item for item in items if item.model in weights}
-        if by_model.keys() != weights.keys():
-            continue
-        known[content_id] = [
-            _reading(
-                model,
-                item.sentiment,
-                item.confidence,
-                item.model_version,
-                item.row()["meta"].get("raw_scores"),
-                weights,
-            )
-            for model, item in ((model, by_model[model]) for model in weights)
-        ]
+        if by_model.keys() == weights.keys():
+            known[content_id] = [_stored_reading(by_model[model], weights) for model in weights]
     return known
+
+
+def _stored_reading(item: NewClassification, weights: Mapping[str, float]) -> Reading:
+    """``item`` as ``readings`` reads it back once stored (its meta's raw scores, as ``row`` stores them)."""
+    raw = item.row()["meta"].get("raw_scores")
+    return _reading(item.model, item.sentiment, item.confidence, item.model_version, raw, weights)
 
 
 def _scores(raw: Any, sentiment: str, confidence: float) -> dict[str, float]:
@@ -126,10 +121,9 @@ def refresh_consensus(
     wanted = list(dict.fromkeys(content_ids))
     if not wanted:
         return {}
-    known = _written_readings({i: written[i] for i in wanted if i in written} if written else {}, weights)
-    found = (
-        readings(session, [i for i in wanted if i not in known], weights) if len(known) < len(wanted) else {}
-    )
+    known = _written_readings({i: written[i] for i in wanted if i in written}, weights) if written else {}
+    unknown = [content_id for content_id in wanted if content_id not in known]
+    found = readings(session, unknown, weights) if unknown else {}
     verdicts = {
         content_id: combine(content_readings, ambiguous_below)
         for content_id, content_readings in {**found, **known}.items()

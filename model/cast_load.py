@@ -2,8 +2,8 @@
 
 transformers' ``from_pretrained`` memory-maps a safetensors checkpoint, and every page it reads counts
 in the process's resident memory until the model is built: loading FinBERT's 440 MB of fp32 weights to
-run them in bf16 peaked at the whole fp32 file plus the bf16 copy (1,059 MB for the worker, against
-628 MB this way; bench/README.md "Worker memory"). Here each tensor is read with safetensors' ``pread``
+run them in bf16 peaked at the whole fp32 file plus the bf16 copy (1,058 MB for the worker, against
+669 MB this way; bench/README.md "Worker memory"). Here each tensor is read with safetensors' ``pread``
 backend (no mapping) and cast as it arrives; transformers then builds the model from that state dict as
 it builds it from the file. The cast is the one ``Module.to`` makes, so the weights are identical.
 """

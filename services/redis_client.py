@@ -89,8 +89,9 @@ def _sentinel_client(url: str, config: Settings, options: dict[str, Any]) -> Red
     bounds = connection_bounds(config)
     sentinel_options = {**bounds, **parsed.sentinel_options}
     sentinel_options.pop("health_check_interval")
-    client_options = {**bounds, **options, **parsed.client_options}
-    sentinel = Sentinel(parsed.hosts, sentinel_kwargs=sentinel_options, **client_options)
+    sentinel = Sentinel(
+        parsed.hosts, sentinel_kwargs=sentinel_options, **{**bounds, **options, **parsed.client_options}
+    )
     return sentinel.master_for(service, connection_class=PrimaryFollowingConnection)
 
 
