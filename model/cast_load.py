@@ -53,8 +53,10 @@ def load_sequence_classifier(
     way does not apply (no safetensors, or an architecture the auto class resolves another way), for
     the caller to load it the usual way."""
     model_class = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING.get(type(config), None)
+    if not isinstance(model_class, type):
+        return None
     files = checkpoint_files(source, local_only)
-    if not isinstance(model_class, type) or files is None:
+    if files is None:
         return None
     state = cast_state_dict(files, getattr(torch, dtype))
     return model_class.from_pretrained(None, config=config, state_dict=state, dtype=dtype)
