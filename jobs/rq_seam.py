@@ -309,16 +309,21 @@ def hand_back(worker: BaseWorker, jobs: Sequence[tuple[Job, Queue, Execution | N
     """Return started jobs to the front of their queue, unrun, without using up an attempt.
 
     The inverse of ``start_executions``: the execution record goes (``Execution.delete``, as
-    ``cleanup_execution`` does), the job is QUEUED again and its id pushed back
-    (``Queue.push_job_id(at_front=True)``, as RQ's ``Job.requeue`` does). Used for a warm shutdown and
-    when the database or its disk is unavailable: the job did not fail, its infrastructure did.
+    ``cleanup_execution`` does), and the job is requeued as ``BaseRegistry.requeue`` does it (RQ 3.0:
+    ``started_at`` and ``ended_at`` cleared, then ``Queue._enqueue_job``: QUEUED, the whole job saved,
+    its id pushed, here at the front) but for ``enqueued_at``, kept so the job keeps its age. The whole
+    job is saved because Redis may have lost it meanwhile (REMAINS_OF_A_JOB): the worker holds the
+    only copy. Used for a warm shutdown and when Redis, the database or its disk is unavailable: the job
+    did not fail, its infrastructure did.
     """
     with worker.connection.pipeline() as pipeline:
         for job, queue, execution in reversed(jobs):
             if execution is not None:
                 worker.cleanup_execution(job, pipeline=pipeline, execution=execution)
+            job.started_at = job.ended_at = None
+            job.worker_name = None
             job.set_status(JobStatus.QUEUED, pipeline=pipeline)
-            pipeline.hdel(job.key, "worker_name")
+            job.save(pipeline=pipeline)
             queue.push_job_id(job.id, pipeline=pipeline, at_front=True)
         pipeline.execute()
 
@@ -421,6 +426,7 @@ class JobCall:
 
 #: ``rq.scripts.UNIQUE_ENQUEUE_SCRIPT`` (RQ 3.0.0) run for every job of a chunk in one call: for each
 #: job, if its hash exists, skip it; else HSET its fields, EXPIRE it when it has a TTL, RPUSH its id.
+#: One difference: a hash without ``data`` counts as absent and is replaced (see REMAINS_OF_A_JOB).
 #: KEYS[1] = queue key, KEYS[2..] = job keys; ARGV[1] = TTL (-1: none), ARGV[2] = n, ARGV[3..2+n] =
 #: the fields every job shares (name, value, ...), then per job: id, data, description.
 _UNIQUE_ENQUEUE_MANY_SCRIPT = """
@@ -434,9 +440,10 @@ local first = 3 + shared_count
 local saved = {}
 for job = 2, #KEYS do
     local at = first + (job - 2) * 3
-    if redis.call("EXISTS", KEYS[job]) == 1 then
+    if redis.call("HEXISTS", KEYS[job], "data") == 1 then
         saved[#saved + 1] = 0
     else
+        redis.call("DEL", KEYS[job])
         redis.call("HSET", KEYS[job], "data", ARGV[at + 1], "description", ARGV[at + 2], unpack(shared))
         if ttl and ttl > 0 then
             redis.call("EXPIRE", KEYS[job], ttl)
@@ -449,10 +456,22 @@ return saved
 """
 
 #: the ``status`` field of each job hash (KEYS), "" where there is none.
+#: Why a job's hash without ``data`` is no job. RQ cannot run it (``Job.restore`` raises NoSuchJobError,
+#: "Unexpected job format", and ``Queue.dequeue_any`` passes its id over) and nothing ever expires it.
+#: Such a hash is what writes to a job leave in a Redis that lost the job: a worker holding a batch
+#: when a Redis without persistence restarted empty retries its pipeline (``PatientRetry``) once Redis
+#: answers, and ``Job.prepare_for_execution`` or a heartbeat sets a few fields of a hash that is gone.
+#: Counted as a job, it would keep its post "already waiting or running" at every sweep, for ever.
+REMAINS_OF_A_JOB = "a job hash without data"
+
 _JOB_STATUSES_SCRIPT = """
 local statuses = {}
 for index = 1, #KEYS do
-    statuses[index] = redis.call("HGET", KEYS[index], "status") or ""
+    if redis.call("HEXISTS", KEYS[index], "data") == 1 then
+        statuses[index] = redis.call("HGET", KEYS[index], "status") or ""
+    else
+        statuses[index] = ""
+    end
 end
 return statuses
 """
@@ -503,7 +522,7 @@ def enqueue_unique(queue: Queue, template: Job, calls: Sequence[JobCall]) -> lis
 
 
 def job_statuses(connection: Redis, job_ids: Sequence[str]) -> list[str | None]:
-    """The status of each job (None when it does not exist).
+    """The status of each job (None when it does not exist, or only its remains: REMAINS_OF_A_JOB).
 
     Mirrors ``Job.get_status(refresh=True)`` (RQ 3.0: the ``status`` field of the job's hash) for many
     jobs at once, STATUSES_PER_CALL a script call; ``Job.fetch_many`` would read and decode every field of

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from redis import Redis
 from rq import Queue, Retry
-from rq.exceptions import DuplicateJobError
+from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
@@ -125,3 +125,21 @@ def test_a_template_with_keyword_arguments_is_refused(connection: Redis) -> None
     with pytest.raises(ValueError, match="positional"):
         enqueue_unique(queue, template, [JobCall("x", (1,), "x")])
     assert queue.job_ids == []
+
+
+def test_the_remains_of_a_lost_job_count_as_no_job_and_are_replaced(connection: Redis) -> None:
+    """What a worker's replayed writes leave in a Redis that lost the job (jobs.rq_seam.REMAINS_OF_A_JOB):
+    RQ cannot restore it, so it is no job; the enqueue replaces it with the whole job."""
+    queue = Queue("parity", connection=connection, serializer=JSONSerializer)
+    remains = {"status": "started", "worker_name": "w1", "started_at": "2026-12-06T10:00:00.000000Z"}
+    connection.hset(Job.key_for("bulk-3"), mapping=remains)
+    with pytest.raises(NoSuchJobError):
+        Job.fetch("bulk-3", connection=connection, serializer=JSONSerializer)
+    assert job_statuses(connection, ["bulk-3"]) == [None]
+    _rq_enqueue(queue, 3)
+
+    assert _bulk_enqueue(queue, [3]) == [True]
+
+    assert _hash_without_instants(connection, "bulk-3") == _hash_without_instants(connection, "rq-3")
+    assert job_statuses(connection, ["bulk-3"]) == ["queued"]
+    assert queue.job_ids == ["rq-3", "bulk-3"]

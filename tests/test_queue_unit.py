@@ -332,6 +332,27 @@ def test_a_job_squatting_our_id_is_replaced_at_once(
     assert queue.failed_job_registry.get_job_ids() == []
 
 
+def test_a_job_redis_lost_under_a_worker_is_enqueued_again(
+    db: str, ident: str, queue: Queue, connection: fakeredis.FakeRedis
+) -> None:
+    """Redis restarted empty while a worker started the job; its replayed start wrote a few fields of a
+    hash that is gone. Those remains are no job (RQ cannot run them): the sweep enqueues the post."""
+    enqueue_ids(connection, db, [16])
+    job_id = job_id_for(16, ident)
+    job, _queue = queue.dequeue_any([queue], None, connection=connection, serializer=JSONSerializer)
+    connection.flushall()
+    with connection.pipeline() as pipeline:
+        job.prepare_for_execution("a-worker", pipeline=pipeline)
+        pipeline.execute()
+
+    report = enqueue_ids(connection, db, [16])
+
+    assert report.enqueued == [16] and report.already_pending == []
+    job = fetch(connection, job_id)
+    assert (job.func_name, list(job.args), job.get_status()) == (JOB_FUNCTION, [16, ident], JobStatus.QUEUED)
+    assert job.worker_name is None and queue.job_ids == [job_id]
+
+
 def test_a_refused_job_is_replaced_at_once(
     db: str, ident: str, queue: Queue, connection: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -157,6 +157,10 @@ class OutageRun:
         with session_scope(self.database_url) as session:
             return session.scalar(select(func.count(func.distinct(Classification.content_id)))) or 0
 
+    def classified_ids(self) -> set[int]:
+        with session_scope(self.database_url) as session:
+            return set(session.scalars(select(Classification.content_id).distinct()))
+
     def wait_classified(self, expected: int, timeout: float, what: str) -> float:
         """Wait until ``expected`` posts are classified; return the epoch time it was first seen."""
         try:
