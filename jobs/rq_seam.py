@@ -427,9 +427,15 @@ class JobCall:
 #: ``rq.scripts.UNIQUE_ENQUEUE_SCRIPT`` (RQ 3.0.0) run for every job of a chunk in one call: for each
 #: job, if its hash exists, skip it; else HSET its fields, EXPIRE it when it has a TTL, RPUSH its id.
 #: One difference: a hash without ``data`` counts as absent and is replaced (see REMAINS_OF_A_JOB).
-#: KEYS[1] = queue key, KEYS[2..] = job keys; ARGV[1] = TTL (-1: none), ARGV[2] = n, ARGV[3..2+n] =
-#: the fields every job shares (name, value, ...), then per job: id, data, description.
+#: The queue is added to ``rq:queues`` here, not by a SADD beside the script as RQ does it: Redis
+#: checks maxmemory once for a script, at its first write, so the whole chunk is saved or none of it.
+#: Beside it, a SADD refused for memory (the pipeline's own bytes count) while the script then ran
+#: made the enqueuer report 1,000 saved jobs as not enqueued.
+#: KEYS[1] = queue key, KEYS[2] = the set of queues, KEYS[3..] = job keys; ARGV[1] = TTL (-1: none),
+#: ARGV[2] = n, ARGV[3..2+n] = the fields every job shares (name, value, ...), then per job: id,
+#: data, description.
 _UNIQUE_ENQUEUE_MANY_SCRIPT = """
+redis.call("SADD", KEYS[2], KEYS[1])
 local ttl = tonumber(ARGV[1])
 local shared_count = tonumber(ARGV[2])
 local shared = {}
@@ -438,8 +444,8 @@ for index = 3, 2 + shared_count do
 end
 local first = 3 + shared_count
 local saved = {}
-for job = 2, #KEYS do
-    local at = first + (job - 2) * 3
+for job = 3, #KEYS do
+    local at = first + (job - 3) * 3
     if redis.call("HEXISTS", KEYS[job], "data") == 1 then
         saved[#saved + 1] = 0
     else
@@ -455,7 +461,6 @@ end
 return saved
 """
 
-#: the ``status`` field of each job hash (KEYS), "" where there is none.
 #: Why a job's hash without ``data`` is no job. RQ cannot run it (``Job.restore`` raises NoSuchJobError,
 #: "Unexpected job format", and ``Queue.dequeue_any`` passes its id over) and nothing ever expires it.
 #: Such a hash is what writes to a job leave in a Redis that lost the job: a worker holding a batch
@@ -464,6 +469,7 @@ return saved
 #: Counted as a job, it would keep its post "already waiting or running" at every sweep, for ever.
 REMAINS_OF_A_JOB = "a job hash without data"
 
+#: the ``status`` field of each job hash (KEYS), "" where there is none or the hash is a job's remains.
 _JOB_STATUSES_SCRIPT = """
 local statuses = {}
 for index = 1, #KEYS do
@@ -512,12 +518,9 @@ def enqueue_unique(queue: Queue, template: Job, calls: Sequence[JobCall]) -> lis
     for call in calls:
         own.extend((call.job_id, zlib.compress(dumps((func_name, None, call.args, {}))), call.description))
     ttl = template.ttl if template.ttl is not None else -1
-    keys = [queue.key, *(Job.key_for(call.job_id) for call in calls)]
+    keys = [queue.key, queue.redis_queues_keys, *(Job.key_for(call.job_id) for call in calls)]
     script = queue.connection.register_script(_UNIQUE_ENQUEUE_MANY_SCRIPT)
-    with queue.connection.pipeline(transaction=False) as pipeline:
-        pipeline.sadd(queue.redis_queues_keys, queue.key)
-        script(keys=keys, args=[ttl, len(shared), *shared, *own], client=pipeline)
-        saved = pipeline.execute()[1]
+    saved = script(keys=keys, args=[ttl, len(shared), *shared, *own])
     return [reply == 1 for reply in saved]
 
 

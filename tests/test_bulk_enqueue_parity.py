@@ -4,14 +4,19 @@ the same refusal of an id that exists, and the same job as RQ reads it back."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from redis import Redis
+from redis.exceptions import ResponseError
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from jobs.rq_seam import STATUSES_PER_CALL, JobCall, enqueue_unique, job_statuses
+from services.redis_server import RedisServer
 
 #: fields RQ sets from the clock at enqueue: equal in form, not in value.
 INSTANTS = {b"created_at", b"enqueued_at"}
@@ -143,3 +148,40 @@ def test_the_remains_of_a_lost_job_count_as_no_job_and_are_replaced(connection: 
     assert _hash_without_instants(connection, "bulk-3") == _hash_without_instants(connection, "rq-3")
     assert job_statuses(connection, ["bulk-3"]) == ["queued"]
     assert queue.job_ids == ["rq-3", "bulk-3"]
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[Redis]:
+    """A redis-server of this test's own (its maxmemory is changed)."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    client = Redis.from_url(server.url)
+    try:
+        yield client
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_a_chunk_refused_for_memory_saves_nothing(private_redis: Redis) -> None:
+    """Over maxmemory (noeviction) a chunk is saved whole or not at all, so the enqueuer's count is
+    true. With the queue's SADD beside the script (as RQ sends it), the SADD of the chunk after the
+    limit was refused while the script still saved all 1,000 jobs: reported as not enqueued."""
+    queue = Queue("parity", connection=private_redis, serializer=JSONSerializer)
+    used = int(private_redis.info("memory")["used_memory"])
+    private_redis.config_set("maxmemory-policy", "noeviction")
+    private_redis.config_set("maxmemory", str(used + 20_000))  # less than a chunk of 1,000 jobs
+    reported: list[str] = []
+
+    with pytest.raises(ResponseError, match="used memory > 'maxmemory'"):
+        for chunk in range(10):
+            ids = list(range(chunk * 1000, (chunk + 1) * 1000))
+            saved = _bulk_enqueue(queue, ids)
+            reported.extend(f"bulk-{content_id}" for content_id, ok in zip(ids, saved, strict=True) if ok)
+
+    in_redis = sorted(key.decode().removeprefix("rq:job:") for key in private_redis.keys("rq:job:*"))
+    assert in_redis == sorted(reported)
+    assert sorted(queue.job_ids) == sorted(reported)
+    private_redis.config_set("maxmemory", "0")
+    assert all(_bulk_enqueue(queue, list(range(10_000, 10_100))))
+    assert private_redis.smembers("rq:queues") == {queue.key.encode()}
