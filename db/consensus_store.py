@@ -8,17 +8,17 @@ reads the first's row, so the consensus is never made of fewer rows than the con
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Insert, delete, func, select
 from sqlalchemy.orm import Session
 
 from consensus.vote import Reading, Verdict, combine
+from db.dialect_insert import dialect_name, insert_for
 from db.models import Classification, Consensus, Content
 from db.store import NewClassification
 
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 #: ids per ``IN (...)`` query.
 IDS_PER_QUERY = 500
 
@@ -145,20 +145,22 @@ def refresh_consensus(
         for content_id, verdict in verdicts.items()
     ]
     if rows:
-        insert = _INSERTS[session.get_bind().dialect.name](Consensus)
-        columns = (
-            "sentiment", "confidence", "margin", "agreement", "ambiguous", "models", "dissent", "scores", "method", "basis"
-        )  # fmt: skip
-        session.execute(
-            insert.on_conflict_do_update(
-                index_elements=["content_id"],
-                set_={**{column: insert.excluded[column] for column in columns}, "updated_at": func.now()},
-            ),
-            rows,
-        )
+        session.execute(_upsert_consensus(dialect_name(session)), rows)
     gone = [content_id for content_id in wanted if content_id not in verdicts]
     for start in range(0, len(gone), IDS_PER_QUERY):
         session.execute(
             delete(Consensus).where(Consensus.content_id.in_(gone[start : start + IDS_PER_QUERY]))
         )
     return verdicts
+
+
+@cache
+def _upsert_consensus(dialect: str) -> Insert:
+    insert = insert_for(dialect)(Consensus.__table__)
+    columns = (
+        "sentiment", "confidence", "margin", "agreement", "ambiguous", "models", "dissent", "scores", "method", "basis"
+    )  # fmt: skip
+    return insert.on_conflict_do_update(
+        index_elements=["content_id"],
+        set_={**{column: insert.excluded[column] for column in columns}, "updated_at": func.now()},
+    )

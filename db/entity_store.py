@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Insert, select
 from sqlalchemy.orm import Session
 
+from db.dialect_insert import dialect_name, insert_for
 from db.models import ContentAsset, ContentEntities
 
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 #: ids per ``IN (...)`` query.
 IDS_PER_QUERY = 500
 
@@ -53,17 +53,12 @@ def save_entities(session: Session, entities: Mapping[int, EntityRows]) -> set[i
     once); return the content ids written."""
     if not entities:
         return set()
-    insert = _INSERTS[session.get_bind().dialect.name]
-    statement = (
-        insert(ContentEntities)
-        .on_conflict_do_nothing(index_elements=["content_id"])
-        .returning(ContentEntities.content_id)
-    )
+    documents, links_statement = _inserts(dialect_name(session))
     rows = [
         {"content_id": content_id, "document": dict(item.document), "assets_version": item.assets_version}
         for content_id, item in entities.items()
     ]
-    written = set(session.scalars(statement, rows))
+    written = set(session.scalars(documents, rows))
     links = [
         {"content_id": content_id, "symbol": link.symbol, "kind": link.kind, "method": link.method,
          "mentions": link.mentions}
@@ -71,7 +66,18 @@ def save_entities(session: Session, entities: Mapping[int, EntityRows]) -> set[i
         for link in entities[content_id].links
     ]  # fmt: skip
     if links:
-        session.execute(
-            insert(ContentAsset).on_conflict_do_nothing(index_elements=["content_id", "symbol"]), links
-        )
+        session.execute(links_statement, links)
     return written
+
+
+@cache
+def _inserts(dialect: str) -> tuple[Insert, Insert]:
+    """The entities documents' insert (returning the contents written) and the asset links' insert."""
+    insert = insert_for(dialect)
+    documents = ContentEntities.__table__
+    return (
+        insert(documents)
+        .on_conflict_do_nothing(index_elements=["content_id"])
+        .returning(documents.c.content_id),
+        insert(ContentAsset.__table__).on_conflict_do_nothing(index_elements=["content_id", "symbol"]),
+    )

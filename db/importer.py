@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from db.dialect_insert import dialect_name, insert_for
 from db.import_format import DEFAULT_SOURCE, DELIMITERS, FIELD_LIMITS, JSON_SUFFIXES, REQUIRED_COLUMNS
 from db.models import Content
 from db.session import session_factory
@@ -44,7 +44,6 @@ _READ_BYTES = 1 << 20
 _GUESS_BYTES = 1 << 19
 #: characters of the file that the CSV sniffer looks at.
 _SNIFF_CHARS = 1 << 16
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 _UTF8_WITH_OPTIONAL_BOM = "utf-8-sig"
 
 
@@ -364,7 +363,7 @@ class _Loader:
     def __init__(self, session: Session, report: ImportReport) -> None:
         self.session = session
         self.report = report
-        self.insert = _INSERTS[session.get_bind().dialect.name]
+        self.insert = insert_for(dialect_name(session))
         self.first_rows: dict[tuple[str, str], _FirstRow] = {}
         self.chunk: list[tuple[int, dict[str, Any]]] = []
 

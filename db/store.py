@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, insert, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Insert, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from db.dialect_insert import dialect_name, insert_for
 from db.models import Classification, ClassificationHistory, Content
 
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 #: (content id, model name): the key of a current classification.
 RowKey = tuple[int, str]
 #: rows per ``IN (...)`` query.
@@ -58,12 +58,18 @@ def save_classifications(session: Session, new: Sequence[NewClassification]) -> 
     PostgreSQL). A row that is there already is kept: a job that runs twice writes one row."""
     if not new:
         return set()
-    statement = (
-        _INSERTS[session.get_bind().dialect.name](Classification)
-        .on_conflict_do_nothing(index_elements=["content_id", "model"])
-        .returning(Classification.content_id, Classification.model)
-    )
+    statement = _insert_new_rows(dialect_name(session))
     return {(content_id, model) for content_id, model in session.execute(statement, [c.row() for c in new])}
+
+
+@cache
+def _insert_new_rows(dialect: str) -> Insert:
+    table = Classification.__table__
+    return (
+        insert_for(dialect)(table)
+        .on_conflict_do_nothing(index_elements=["content_id", "model"])
+        .returning(table.c.content_id, table.c.model)
+    )
 
 
 def replace_classifications(
