@@ -10,19 +10,24 @@ replaced by a stub that returns a fixed prediction at once, and everything runs 
 - ``database, batches of 32``: ``classify_contents(batch)``, the batching worker's database work;
 - ``whole worker, batches of 32``: a ``FinbertWorker`` in burst mode draining the queued jobs
   (dequeue, mark started, classify with the stub, store, finish in Redis): the worker's whole cost
-  per item apart from the model. Enqueueing is not timed. Logging at WARNING.
+  per item apart from the model. Enqueueing and the worker's start (``bootstrap``) are not timed.
+  Logging at WARNING.
 
 Each figure is milliseconds per item on SQLite and on PostgreSQL (a private server); their sum
 with the model's time per item (1 / ceiling rate) predicts the pipeline's rate on one core.
 
 ``--statements``: also each SQL statement's share, by its first words: how many ran per item and the
 milliseconds per item from sending it to its result (SQLAlchemy's cursor events; commits not included).
+
+``--collections``: also the garbage collector's runs during each measurement, by generation: how many
+and their milliseconds (``gc.callbacks``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import shutil
 import sys
@@ -30,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bench.common import evenly_spaced, load_texts, log, raise_on_sigterm, shielded_from_signals
 from bench.pipeline import import_texts
@@ -97,9 +102,18 @@ def whole_worker(url: str, redis_url: str, ids: list[int]) -> float:
         teardown()
 
     worker.teardown = timed_teardown  # type: ignore[method-assign]
-    started = time.perf_counter()
+    bootstrap = worker.bootstrap
+    started: list[float] = []
+
+    def timed_bootstrap(*args: Any, **kwargs: Any) -> None:  # once a worker's life: not timed
+        bootstrap(*args, **kwargs)
+        for runs in Collections.listeners:  # nor counted (the worker collects once, then freezes)
+            runs.clear()
+        started.append(time.perf_counter())
+
+    worker.bootstrap = timed_bootstrap  # type: ignore[method-assign]
     worker.work(burst=True, logging_level="WARNING")
-    return (ended[0] if ended else time.perf_counter()) - started
+    return (ended[0] if ended else time.perf_counter()) - started[0]
 
 
 #: component name -> its measurement: (database URL, Redis URL, content ids) -> seconds.
@@ -150,8 +164,44 @@ class StatementTimes:
         return [(head, self.counts[head] / items, self.seconds[head] * 1000 / items) for head in ordered]
 
 
+class Collections:
+    """The garbage collector's runs while listening: count and seconds by generation."""
+
+    #: the instances listening now.
+    listeners: ClassVar[list[Collections]] = []
+
+    def __init__(self) -> None:
+        self.clear()
+        self._started = 0.0
+
+    def clear(self) -> None:
+        self.runs = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.runs[info["generation"]] += 1
+        self.seconds[info["generation"]] += time.perf_counter() - self._started
+
+    @contextlib.contextmanager
+    def listening(self) -> Iterator[Collections]:
+        gc.callbacks.append(self._callback)
+        Collections.listeners.append(self)
+        try:
+            yield self
+        finally:
+            Collections.listeners.remove(self)
+            gc.callbacks.remove(self._callback)
+
+
 def measure(
-    items: int, work_dir: Path, stack: contextlib.ExitStack, statements: bool = False
+    items: int,
+    work_dir: Path,
+    stack: contextlib.ExitStack,
+    statements: bool = False,
+    collections: bool = False,
 ) -> dict[str, Any]:
     from db.migrate import upgrade
     from model.warm import use_classifier
@@ -160,7 +210,7 @@ def measure(
 
     texts = evenly_spaced(load_texts(TEXTS), items)
     use_classifier(StubClassifier())  # type: ignore[arg-type]
-    results: dict[str, Any] = {"items": len(texts), "databases": {}, "statements": {}}
+    results: dict[str, Any] = {"items": len(texts), "databases": {}, "statements": {}, "collections": {}}
     redis = RedisServer(work_dir / "redis")
     stack.callback(redis.stop)
     redis.start()
@@ -178,10 +228,16 @@ def measure(
         for label, component in COMPONENTS.items():
             ids = import_texts(url, texts, work_dir, f"{name}-{len(figures)}")
             times = StatementTimes()
-            with times.listening() if statements else contextlib.nullcontext(times):
+            runs = Collections()
+            with (
+                times.listening() if statements else contextlib.nullcontext(times),
+                runs.listening() if collections else contextlib.nullcontext(runs),
+            ):
                 figures[label] = component(url, redis.url, ids) * 1000 / len(ids)
             if statements:
                 results["statements"][(name, label)] = times.rows(len(ids))
+            if collections:
+                results["collections"][(name, label)] = runs
             log(f"{name}: {label}: {figures[label]:.2f} ms per item")
         results["databases"][name] = figures
     return results
@@ -191,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=600)
     parser.add_argument("--statements", action="store_true", help="also time each SQL statement")
+    parser.add_argument(
+        "--collections", action="store_true", help="also count and time the garbage collector"
+    )
     args = parser.parse_args(argv)
     raise_on_sigterm()
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -198,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     work_dir.chmod(0o755)
     stack = contextlib.ExitStack()
     try:
-        results = measure(args.items, work_dir, stack, args.statements)
+        results = measure(args.items, work_dir, stack, args.statements, args.collections)
     except KeyboardInterrupt:
         return 130
     finally:
@@ -211,6 +270,16 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- |" + " --- |" * len(names))
     for label in results["databases"][names[0]]:
         print(f"| {label} | " + " | ".join(f"{results['databases'][n][label]:.2f}" for n in names) + " |")
+    if results["collections"]:
+        print("\ngarbage collections during each measurement, by generation: runs (ms)\n")
+        print("| database | component | gen 0 | gen 1 | gen 2 |")
+        print("| --- | --- | --- | --- | --- |")
+        for (database, label), runs in results["collections"].items():
+            cells = " | ".join(
+                f"{count} ({seconds * 1000:.1f})"
+                for count, seconds in zip(runs.runs, runs.seconds, strict=True)
+            )
+            print(f"| {database} | {label} | {cells} |")
     for (database, label), rows in results["statements"].items():
         print(f"\nSQL statements, {database}, {label} (sending to result; commits not included):\n")
         print("| statement | per item | ms per item |")

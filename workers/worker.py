@@ -24,6 +24,7 @@ worker to recover when their heartbeats expire; its scheduler process ends with 
 from __future__ import annotations
 
 import contextlib
+import gc
 import socket
 import sys
 import time
@@ -230,6 +231,11 @@ class FinbertWorker(SimpleWorker):
         )
         super().bootstrap(*args, **kwargs)
         rq_seam.record_worker_database(self, self._database_id)
+        # What is loaded now (torch, transformers, the models: millions of objects) lives as long as the
+        # worker. Frozen, it is left out of every collection: a full one then takes milliseconds, not
+        # the ~150 ms that stalled a batch now and then (bench/README.md, "Worker memory").
+        gc.collect()
+        gc.freeze()
 
     def _wait_for_database_identity(self) -> str:
         """The database's identity, waiting (with backoff) while the database is unavailable."""
