@@ -233,7 +233,8 @@ class FinbertWorker(SimpleWorker):
         rq_seam.record_worker_database(self, self._database_id)
         # What is loaded now (torch, transformers, the models: millions of objects) lives as long as the
         # worker. Frozen, it is left out of every collection: a full one then takes milliseconds, not
-        # the ~150 ms that stalled a batch now and then (bench/README.md, "Worker memory").
+        # the ~150 ms that stalled a batch every 1,200-2,400 jobs (bench/README.md, "The heap left out
+        # of the collector").
         gc.collect()
         gc.freeze()
 
