@@ -15,7 +15,7 @@ Every setting has a documented default so that the project runs with nothing set
 | ``VOLFEFE_ENGINE_CACHE`` | ``~/.cache/volfefe/engines`` | where converted models are kept (``<key>/model.xml``), outside the repository |
 | ``FINBERT_BATCH_SIZE`` | ``32`` | texts per forward pass |
 | ``WORKER_BATCH_JOBS`` | ``256`` | ready jobs a worker takes at once, sorted by length into forward passes |
-| ``FINBERT_BATCH_WAIT_MS`` | ``2`` | how long a worker waits for more jobs to fill a batch |
+| ``FINBERT_BATCH_WAIT_MS`` | ``2`` | how long a worker waits for more jobs to fill a batch while they arrive |
 | ``FINBERT_MAX_LENGTH`` | ``512`` | tokens per text; longer texts are truncated |
 | ``FINBERT_LABELS`` | unset | label names in id order, for a model whose config has none |
 | ``TORCH_THREADS`` | cores / ``WORKER_PROCESSES`` | torch intra-op threads per worker process |

@@ -48,3 +48,40 @@ def test_a_worker_takes_its_share_of_what_waits(tmp_path) -> None:
     assert worker._batch_share() == 100  # alone: everything waiting
     other.register_birth()
     assert worker._batch_share() == 50
+
+
+def _worker_and_queue(tmp_path, wait_ms: str) -> tuple[FinbertWorker, Queue]:
+    connection = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    settings = config.load_settings(
+        {"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "FINBERT_BATCH_WAIT_MS": wait_ms}
+    )
+    worker = FinbertWorker(["ml_classification"], connection=connection, config=settings)
+    return worker, Queue("ml_classification", connection=connection, serializer=JSONSerializer)
+
+
+def test_a_job_that_came_alone_is_not_held_for_the_batch_wait(tmp_path, monkeypatch) -> None:
+    worker, _queue = _worker_and_queue(tmp_path, "60000")
+
+    def no_waiting(seconds: float) -> None:
+        raise AssertionError(f"waited {seconds} s for jobs with none arriving")
+
+    monkeypatch.setattr("workers.worker.time.sleep", no_waiting)
+
+    assert worker._take_ready_jobs(31) == []
+
+
+def test_a_batch_that_is_filling_waits_for_what_arrives(tmp_path, monkeypatch) -> None:
+    worker, queue = _worker_and_queue(tmp_path, "60000")
+    for index in range(5):
+        queue.enqueue("jobs.classify.classify_content", index, "0a1b2c3d4e", job_id=f"j{index}")
+    arrivals = iter(range(5, 8))
+
+    def one_arrives(_seconds: float) -> None:  # a job arrives during each pause of the wait
+        index = next(arrivals)
+        queue.enqueue("jobs.classify.classify_content", index, "0a1b2c3d4e", job_id=f"j{index}")
+
+    monkeypatch.setattr("workers.worker.time.sleep", one_arrives)
+
+    taken = worker._take_ready_jobs(8)
+
+    assert [job.id for job, _ in taken] == [f"j{index}" for index in range(8)]

@@ -301,12 +301,19 @@ class FinbertWorker(SimpleWorker):
         return batch_share(waiting + 1, workers, self.config.worker_batch_jobs, self.config.batch_size)
 
     def _take_ready_jobs(self, wanted: int) -> list[tuple[Job, Queue]]:
-        """Up to ``wanted`` more jobs: those waiting now, or arriving within the batch wait."""
+        """Up to ``wanted`` more jobs: those waiting now, or arriving within the batch wait.
+
+        A first job that came alone (nothing else waiting when it was taken) runs at once: nothing is
+        arriving to wait for, and the wait would only add to its latency. A worker kept busy by
+        single arrivals finds them waiting, together, after each batch.
+        """
         taken: list[tuple[Job, Queue]] = []
         deadline = time.monotonic() + self.config.batch_wait_ms / 1000
         queue = self.queues[0]  # one queue: the database's (checked at start)
         while len(taken) < wanted:
             more = rq_seam.dequeue_ready(queue, wanted - len(taken), self.job_class)
+            if not more and not taken:
+                break
             taken.extend(more)
             if len(taken) >= wanted:
                 break
