@@ -312,7 +312,7 @@ def hand_back(worker: BaseWorker, jobs: Sequence[tuple[Job, Queue, Execution | N
     ``cleanup_execution`` does), and the job is requeued as ``BaseRegistry.requeue`` does it (RQ 3.0:
     ``started_at`` and ``ended_at`` cleared, then ``Queue._enqueue_job``: QUEUED, the whole job saved,
     its id pushed, here at the front) but for ``enqueued_at``, kept so the job keeps its age. The whole
-    job is saved because Redis may have lost it meanwhile (REMAINS_OF_A_JOB): the worker holds the
+    job is saved because Redis may have lost it meanwhile (see "A job's remains"): the worker holds the
     only copy. Used for a warm shutdown and when Redis, the database or its disk is unavailable: the job
     did not fail, its infrastructure did.
     """
@@ -426,7 +426,7 @@ class JobCall:
 
 #: ``rq.scripts.UNIQUE_ENQUEUE_SCRIPT`` (RQ 3.0.0) run for every job of a chunk in one call: for each
 #: job, if its hash exists, skip it; else HSET its fields, EXPIRE it when it has a TTL, RPUSH its id.
-#: One difference: a hash without ``data`` counts as absent and is replaced (see REMAINS_OF_A_JOB).
+#: One difference: a hash without ``data`` counts as absent and is replaced (see "A job's remains").
 #: The queue is added to ``rq:queues`` here, not by a SADD beside the script as RQ does it: Redis
 #: checks maxmemory once for a script, at its first write, so the whole chunk is saved or none of it.
 #: Beside it, a SADD refused for memory (the pipeline's own bytes count) while the script then ran
@@ -461,13 +461,13 @@ end
 return saved
 """
 
-#: Why a job's hash without ``data`` is no job. RQ cannot run it (``Job.restore`` raises NoSuchJobError,
-#: "Unexpected job format", and ``Queue.dequeue_any`` passes its id over) and nothing ever expires it.
-#: Such a hash is what writes to a job leave in a Redis that lost the job: a worker holding a batch
-#: when a Redis without persistence restarted empty retries its pipeline (``PatientRetry``) once Redis
-#: answers, and ``Job.prepare_for_execution`` or a heartbeat sets a few fields of a hash that is gone.
-#: Counted as a job, it would keep its post "already waiting or running" at every sweep, for ever.
-REMAINS_OF_A_JOB = "a job hash without data"
+# A job's remains: a job's hash without ``data`` is no job. RQ cannot run it (``Job.restore`` raises
+# NoSuchJobError, "Unexpected job format", and ``Queue.dequeue_any`` passes its id over) and nothing
+# ever expires it. Such a hash is what writes to a job leave in a Redis that lost the job: a worker
+# holding a batch when a Redis without persistence restarted empty retries its pipeline
+# (``PatientRetry``) once Redis answers, and ``Job.prepare_for_execution`` or a heartbeat sets a few
+# fields of a hash that is gone. Counted as a job, it would keep its post "already waiting or
+# running" at every sweep, for ever.
 
 #: the ``status`` field of each job hash (KEYS), "" where there is none or the hash is a job's remains.
 _JOB_STATUSES_SCRIPT = """
@@ -525,7 +525,7 @@ def enqueue_unique(queue: Queue, template: Job, calls: Sequence[JobCall]) -> lis
 
 
 def job_statuses(connection: Redis, job_ids: Sequence[str]) -> list[str | None]:
-    """The status of each job (None when it does not exist, or only its remains: REMAINS_OF_A_JOB).
+    """The status of each job (None when it does not exist, or only its remains: "A job's remains").
 
     Mirrors ``Job.get_status(refresh=True)`` (RQ 3.0: the ``status`` field of the job's hash) for many
     jobs at once, STATUSES_PER_CALL a script call; ``Job.fetch_many`` would read and decode every field of

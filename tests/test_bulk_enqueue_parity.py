@@ -133,7 +133,7 @@ def test_a_template_with_keyword_arguments_is_refused(connection: Redis) -> None
 
 
 def test_the_remains_of_a_lost_job_count_as_no_job_and_are_replaced(connection: Redis) -> None:
-    """What a worker's replayed writes leave in a Redis that lost the job (jobs.rq_seam.REMAINS_OF_A_JOB):
+    """What a worker's replayed writes leave in a Redis that lost the job (jobs/rq_seam.py, "A job's remains"):
     RQ cannot restore it, so it is no job; the enqueue replaces it with the whole job."""
     queue = Queue("parity", connection=connection, serializer=JSONSerializer)
     remains = {"status": "started", "worker_name": "w1", "started_at": "2026-12-06T10:00:00.000000Z"}

@@ -472,7 +472,7 @@ def test_redis_without_persistence_killed_the_sweep_enqueues_the_lost_jobs_again
     assert queued_after == 0, "Redis came back with jobs: the scenario needs an empty Redis"
     # What the sweep did not enqueue can only be what the workers held (and stored themselves, or
     # still ran) meanwhile: at most their batches. Their jobs' remains in the empty Redis (their start
-    # or a heartbeat, replayed when it answered) are no job to the sweep: jobs.rq_seam.REMAINS_OF_A_JOB.
+    # or a heartbeat, replayed when it answered) are no job to the sweep (jobs/rq_seam.py, "A job's remains").
     not_enqueued = unclassified - set(report.enqueued)
     assert unclassified and len(not_enqueued) <= WORKERS * BATCH_JOBS, report.describe()
     # A batch a worker held when Redis lost its jobs may be enqueued again by the sweep before the
