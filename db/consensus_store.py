@@ -93,8 +93,8 @@ def _written_readings(
 
 
 def _stored_reading(item: NewClassification, weights: Mapping[str, float]) -> Reading:
-    """``item`` as ``readings`` reads it back once stored (its meta's raw scores, as ``row`` stores them)."""
-    raw = item.row()["meta"].get("raw_scores")
+    """``item`` as ``readings`` reads it back once stored (its stored meta's raw scores)."""
+    raw = item.stored_meta.get("raw_scores")
     return _reading(item.model, item.sentiment, item.confidence, item.model_version, raw, weights)
 
 

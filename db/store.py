@@ -36,6 +36,11 @@ class NewClassification:
     def key(self) -> RowKey:
         return (self.content_id, self.model)
 
+    @property
+    def stored_meta(self) -> dict[str, Any]:
+        """The row's ``meta``: the audit, or the raw scores alone."""
+        return self.meta or {"raw_scores": self.raw_scores}
+
     def row(self) -> dict[str, Any]:
         return {
             "content_id": self.content_id,
@@ -43,7 +48,7 @@ class NewClassification:
             "sentiment": self.sentiment,
             "confidence": self.confidence,
             "model_version": self.model_version,
-            "meta": self.meta or {"raw_scores": self.raw_scores},
+            "meta": self.stored_meta,
         }
 
 
@@ -115,7 +120,7 @@ def replace_classifications(
         row.sentiment = item.sentiment
         row.confidence = item.confidence
         row.model_version = item.model_version
-        row.meta = item.meta or {"raw_scores": item.raw_scores}
+        row.meta = item.stored_meta
         row.created_at = func.now()
         results[key] = "replaced"
     if history:

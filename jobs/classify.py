@@ -428,7 +428,7 @@ def _write_in_one(
     outcomes: dict[Request, Outcome] = {}
     for content_id, items in by_content.items():
         request = plan.requests[content_id]
-        written = [item for item in items if item.key in changed]
+        written = stored.get(content_id, [])
         assets = [link.symbol for link in found[content_id].links] if content_id in linked else None
         if not written:
             redone = any(item.key in plan.replacing for item in items)
