@@ -14,7 +14,9 @@ replaced by a stub that returns a fixed prediction at once, and everything runs 
   Logging at WARNING.
 
 Each figure is milliseconds per item on SQLite and on PostgreSQL (a private server); their sum
-with the model's time per item (1 / ceiling rate) predicts the pipeline's rate on one core.
+with the model's time per item (1 / ceiling rate) predicts the pipeline's rate on one core. A last
+row gives the Redis server's own CPU (``INFO cpu``) during the whole worker's run, per item: in the
+pipeline it runs on the same cores as the workers.
 
 ``--statements``: also each SQL statement's share, by its first words: how many ran per item and the
 milliseconds per item from sending it to its result (SQLAlchemy's cursor events; commits not included).
@@ -57,6 +59,13 @@ class StubClassifier:
         return [Prediction("neutral", 0.8, scores) for _ in texts]
 
 
+def redis_cpu_seconds(connection: Any) -> float:
+    """CPU seconds the Redis server has used so far (``INFO cpu``: user + system, its main thread's
+    and its background threads')."""
+    cpu = connection.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
 def one_at_a_time(url: str, redis_url: str, ids: list[int]) -> float:
     """Seconds for ``classify_contents([id])`` for each id in turn."""
     from db.identity import database_id
@@ -81,8 +90,13 @@ def in_batches(url: str, redis_url: str, ids: list[int]) -> float:
     return time.perf_counter() - started
 
 
+#: the Redis server's CPU seconds during the last ``whole_worker`` measurement (its timed part).
+WORKER_REDIS_CPU: list[float] = []
+
+
 def whole_worker(url: str, redis_url: str, ids: list[int]) -> float:
-    """Enqueue the ids (untimed), then seconds for a burst FinbertWorker to drain them (up to its teardown)."""
+    """Enqueue the ids (untimed), then seconds for a burst FinbertWorker to drain them (up to its
+    teardown); the Redis server's CPU seconds meanwhile go to ``WORKER_REDIS_CPU``."""
     from config import load_settings
     from jobs.queue import classification_queue, enqueue_ids
     from services.redis_connection import connect
@@ -99,16 +113,19 @@ def whole_worker(url: str, redis_url: str, ids: list[int]) -> float:
 
     def timed_teardown() -> None:  # the queue is drained; unsubscribing can take a second: not timed
         ended.append(time.perf_counter())
+        WORKER_REDIS_CPU[:] = [redis_cpu_seconds(connection) - redis_cpu[0]]
         teardown()
 
     worker.teardown = timed_teardown  # type: ignore[method-assign]
     bootstrap = worker.bootstrap
     started: list[float] = []
+    redis_cpu: list[float] = []
 
     def timed_bootstrap(*args: Any, **kwargs: Any) -> None:  # once a worker's life: not timed
         bootstrap(*args, **kwargs)
         for runs in Collections.listeners:  # nor counted (the worker collects once, then freezes)
             runs.clear()
+        redis_cpu.append(redis_cpu_seconds(connection))
         started.append(time.perf_counter())
 
     worker.bootstrap = timed_bootstrap  # type: ignore[method-assign]
@@ -210,7 +227,13 @@ def measure(
 
     texts = evenly_spaced(load_texts(TEXTS), items)
     use_classifier(StubClassifier())  # type: ignore[arg-type]
-    results: dict[str, Any] = {"items": len(texts), "databases": {}, "statements": {}, "collections": {}}
+    results: dict[str, Any] = {
+        "items": len(texts),
+        "databases": {},
+        "statements": {},
+        "collections": {},
+        "redis_cpu": {},
+    }
     redis = RedisServer(work_dir / "redis")
     stack.callback(redis.stop)
     redis.start()
@@ -239,6 +262,8 @@ def measure(
             if collections:
                 results["collections"][(name, label)] = runs
             log(f"{name}: {label}: {figures[label]:.2f} ms per item")
+            if component is whole_worker and WORKER_REDIS_CPU:
+                results["redis_cpu"][name] = WORKER_REDIS_CPU[0] * 1000 / len(ids)
         results["databases"][name] = figures
     return results
 
@@ -270,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- |" + " --- |" * len(names))
     for label in results["databases"][names[0]]:
         print(f"| {label} | " + " | ".join(f"{results['databases'][n][label]:.2f}" for n in names) + " |")
+    if results["redis_cpu"]:
+        cells = " | ".join(f"{results['redis_cpu'].get(n, float('nan')):.3f}" for n in names)
+        print(f"| the Redis server's CPU during the whole worker's run | {cells} |")
     if results["collections"]:
         print("\ngarbage collections during each measurement, by generation: runs (ms)\n")
         print("| database | component | gen 0 | gen 1 | gen 2 |")

@@ -10,22 +10,26 @@ tests/test_worker_parity.py runs the same jobs through a plain ``SimpleWorker`` 
 from __future__ import annotations
 
 import zlib
+from base64 import b64encode
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
+from uuid import uuid4
 
 from redis import Redis
 from redis.exceptions import WatchError
 from rq import Queue
+from rq.defaults import UNSERIALIZABLE_RETURN_VALUE_PAYLOAD
 from rq.exceptions import DeserializationError, StopRequested
-from rq.executions import Execution
+from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE, Execution, ExecutionRegistry
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq.results import Result
 from rq.scheduler import RQScheduler
 from rq.scripts import _build_hset_args
-from rq.utils import as_text, decode_redis_hash, get_version, now
+from rq.utils import as_text, current_timestamp, decode_redis_hash, get_version, now, utcformat
 from rq.worker import Worker
 
 if TYPE_CHECKING:
@@ -129,15 +133,34 @@ def pubsub_thread_error(
     Worker._pubsub_exception_handler(worker, error, pubsub, thread)  # type: ignore[arg-type]
 
 
+#: Takes up to ARGV[1] ids from the front of the queue (KEYS[1]) into its intermediate list (KEYS[2]),
+#: stopping at the first empty answer, and reads each one's job hash (ARGV[2]: the job keys' prefix;
+#: the ids are not known before). Returns id, fields, id, fields, ...
+_DEQUEUE_SCRIPT = """
+local taken = {}
+for _ = 1, tonumber(ARGV[1]) do
+    local job_id = redis.call("LMOVE", KEYS[1], KEYS[2], "LEFT", "RIGHT")
+    if not job_id then
+        break
+    end
+    taken[#taken + 1] = job_id
+    taken[#taken + 1] = redis.call("HGETALL", ARGV[2] .. job_id)
+end
+return taken
+"""
+
+
 def dequeue_ready(queue: Queue, wanted: int, job_class: type[Job]) -> list[tuple[Job, Queue]]:
-    """Up to ``wanted`` jobs from the front of ``queue``, without waiting, in two round trips.
+    """Up to ``wanted`` jobs from the front of ``queue``, without waiting, in one round trip.
 
     Mirrors ``Queue.dequeue_any([queue], timeout=None)`` (RQ 3.0, one queue, Redis >= 6.2) called
-    ``wanted`` times: ``Queue.lmove`` moves each id to the queue's intermediate list (LMOVE, pipelined
-    here) and ``Queue._fetch_dequeued_job`` reads each job (``Job.fetch``: HGETALL, then ``restore``;
-    pipelined here); an id whose job hash is gone is passed over, as RQ passes over it. A job that
-    cannot be restored, and every id after it, go back to the front of the queue as they were, so
-    that RQ's own ``dequeue_any`` meets that job next and handles it as it always does.
+    ``wanted`` times: ``Queue.lmove`` moves each id to the queue's intermediate list (LMOVE) and
+    ``Queue._fetch_dequeued_job`` reads each job (``Job.fetch``: HGETALL, then ``restore``), both done
+    by one script (``_DEQUEUE_SCRIPT``) that stops when the queue is empty: a worker filling a batch
+    polls with one command, not one a job it still wants. An id whose job hash is gone is passed
+    over, as RQ passes over it. A job that cannot be restored, and every id after it, go back to the
+    front of the queue as they were, so that RQ's own ``dequeue_any`` meets that job next and handles
+    it as it always does.
     """
     connection = queue.connection
     if get_version(connection) < (6, 2, 0):  # RQ pops without an intermediate list there
@@ -156,20 +179,14 @@ def dequeue_ready(queue: Queue, wanted: int, job_class: type[Job]) -> list[tuple
             raise
         return taken
     intermediate = IntermediateQueue.get_intermediate_queue_key(queue.key)
-    with connection.pipeline(transaction=False) as pipeline:
-        for _ in range(wanted):
-            pipeline.lmove(queue.key, intermediate)
-        job_ids = [as_text(job_id) for job_id in pipeline.execute() if job_id is not None]
-    if not job_ids:
-        return []
-    with connection.pipeline(transaction=False) as pipeline:
-        for job_id in job_ids:
-            pipeline.hgetall(Job.key_for(job_id))
-        hashes = pipeline.execute()
+    script = connection.register_script(_DEQUEUE_SCRIPT)
+    reply = script(keys=[queue.key, intermediate], args=[wanted, Job.redis_job_namespace_prefix])
+    job_ids = [as_text(job_id) for job_id in reply[::2]]
     taken = []
-    for index, (job_id, raw) in enumerate(zip(job_ids, hashes, strict=True)):
-        if not raw:
+    for index, (job_id, fields) in enumerate(zip(job_ids, reply[1::2], strict=True)):
+        if not fields:
             continue
+        raw = dict(zip(fields[::2], fields[1::2], strict=True))
         job = job_class(job_id, connection=connection, serializer=queue.serializer)
         try:
             job.restore(raw)
@@ -189,6 +206,37 @@ def _put_back(queue: Queue, intermediate: str, job_ids: list[str]) -> None:
         pipeline.execute()
 
 
+#: Marks a batch's jobs started (``start_executions``): for each job, the writes of ``Execution.create``
+#: and ``Job.prepare_for_execution`` (RQ 3.0), then the job's key persisted and its id removed from the
+#: queue's intermediate list, in that order. KEYS[1] = the worker's executions set, then per job: job
+#: hash, execution hash, the job's execution registry, the started registry, the intermediate list.
+#: ARGV[1] = the heartbeat TTL, [2] = started-registry score, [3] = execution-registry score, [4] = the
+#: execution's timestamp (created_at and last_heartbeat), [5] = the job's (last_heartbeat, started_at),
+#: [6] = the worker's name, then per job: job id, execution id, composite key (job id:execution id).
+_START_SCRIPT = """
+local ttl = tonumber(ARGV[1])
+local worker = ARGV[6]
+for index = 0, (#KEYS - 1) / 5 - 1 do
+    local job_key, execution_key, executions_key = KEYS[2 + index * 5], KEYS[3 + index * 5], KEYS[4 + index * 5]
+    local job_id, execution_id, composite = ARGV[7 + index * 3], ARGV[8 + index * 3], ARGV[9 + index * 3]
+    redis.call("HSET", execution_key, "id", execution_id, "job_id", job_id, "created_at", ARGV[4],
+        "last_heartbeat", ARGV[4], "worker_name", worker)
+    redis.call("EXPIRE", execution_key, ttl)
+    redis.call("ZADD", executions_key, ARGV[3], execution_id)
+    redis.call("EXPIRE", executions_key, ttl + 60)
+    redis.call("ZADD", KEYS[5 + index * 5], ARGV[2], composite)
+    if worker ~= "" then
+        redis.call("SADD", KEYS[1], composite)
+        redis.call("EXPIRE", KEYS[1], ttl + 60)
+    end
+    redis.call("HSET", job_key, "last_heartbeat", ARGV[5], "status", "started", "started_at", ARGV[5],
+        "worker_name", worker)
+    redis.call("PERSIST", job_key)
+    redis.call("LREM", KEYS[6 + index * 5], 1, job_id)
+end
+"""
+
+
 def start_executions(
     worker: BaseWorker, batch: Sequence[tuple[Job, Queue]], heartbeat_ttl: int
 ) -> dict[str, Execution]:
@@ -199,17 +247,48 @@ def start_executions(
     removal from the queue's intermediate list. Started now, a job is recovered through the started
     registry if this worker dies; left in the intermediate list, a finished job would later be failed
     by RQ's maintenance as "stuck in intermediate queue" and run again.
+
+    The writes are RQ's, run by one script for the batch (``_START_SCRIPT``); the keys, ids and values
+    are RQ's own objects' (``Execution``, the registries' keys). RQ's calls packed ~10 commands a job
+    into the round trip: a third of the worker's Redis time (bench/README.md, "A batch started and
+    finished by one script each"). The batch shares one instant, where RQ takes the clock per call;
+    tests/test_batch_scripts.py compares every key both leave.
     """
     executions: dict[str, Execution] = {}
-    with worker.connection.pipeline() as pipeline:
-        for job, queue in batch:
-            execution = Execution.create(job, heartbeat_ttl, pipeline=pipeline, worker_name=worker.name)
-            executions[job.id] = execution
-            worker.executions[execution.id] = execution
-            job.prepare_for_execution(worker.name, pipeline=pipeline)
-            pipeline.persist(job.key)
-            pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
-        pipeline.execute()
+    if not batch:
+        return executions
+    started = now()
+    score = current_timestamp() + heartbeat_ttl
+    registries: dict[tuple[str, str], str] = {}
+    keys: list[str] = [WORKER_EXECUTIONS_KEY_TEMPLATE.format(worker.name)]
+    args: list[str | int | float] = [
+        heartbeat_ttl,
+        score,
+        score + 60,
+        started.timestamp(),
+        utcformat(started),
+        worker.name,
+    ]
+    for job, queue in batch:
+        execution = Execution(
+            id=uuid4().hex, job_id=job.id, connection=job.connection, worker_name=worker.name
+        )
+        execution.created_at = execution.last_heartbeat = started
+        execution._job = job
+        executions[job.id] = execution
+        worker.executions[execution.id] = execution
+        job.worker_name = worker.name
+        job.last_heartbeat = job.started_at = started
+        job._status = JobStatus.STARTED
+        keys += [
+            job.key,
+            execution.key,
+            ExecutionRegistry(job_id=job.id, connection=job.connection).key,
+            _registry_key(registries, job, "started"),
+            queue.intermediate_queue_key,
+        ]
+        args += [job.id, execution.id, execution.composite_key]
+    worker.connection.register_script(_START_SCRIPT)(keys=keys, args=args)
     return executions
 
 
@@ -227,41 +306,161 @@ def heartbeat_executions(
         pipeline.execute()
 
 
+#: Records a batch's successes (``finish_successes``): for each job, the writes of
+#: ``Job._handle_success``, ``Job.cleanup`` and ``cleanup_execution`` (RQ 3.0) in their order, for a
+#: positive result TTL; then the worker's two counters. ``Job.set_status`` and ``Job.save`` write the
+#: status, then the whole job from the worker's copy: of its fields, only ``ended_at`` and ``status``
+#: differ from the hash the start left (tests/test_batch_scripts.py compares the hashes), so one HSET
+#: writes those two. A job whose hash has no ``data`` (Redis lost it meanwhile: "A job's remains") is
+#: left untouched and its position returned: RQ's calls, which save the worker's whole copy, finish it. KEYS[1] = the worker's
+#: hash, [2] = its executions set, then per job: job hash, results stream, finished registry,
+#: dependents, dependencies, execution hash, started registry, the job's execution registry. ARGV[1] =
+#: the jobs' ended_at, [2] = the successful jobs, [3] = their working seconds, [4] = the worker's name,
+#: then per job: job id, result TTL, finished-registry score, execution id, composite key, and the
+#: result's fields (their count, then name, value, ...).
+_FINISH_SCRIPT = """
+local ended_at, worker = ARGV[1], ARGV[4]
+local at = 5
+local lost = {}
+for index = 0, (#KEYS - 2) / 8 - 1 do
+    local base = 2 + index * 8
+    local job_key, results_key, finished_key = KEYS[base + 1], KEYS[base + 2], KEYS[base + 3]
+    local job_id, ttl, score = ARGV[at], tonumber(ARGV[at + 1]), ARGV[at + 2]
+    local execution_id, composite, count = ARGV[at + 3], ARGV[at + 4], tonumber(ARGV[at + 5])
+    local fields = {}
+    for field = at + 6, at + 5 + count do
+        fields[#fields + 1] = ARGV[field]
+    end
+    at = at + 6 + count
+    if redis.call("HEXISTS", job_key, "data") == 0 then
+        lost[#lost + 1] = index
+    else
+        redis.call("HSET", job_key, "ended_at", ended_at, "status", "finished")
+        redis.call("XADD", results_key, "MAXLEN", "~", 10, "*", unpack(fields))
+        redis.call("EXPIRE", results_key, ttl)
+        redis.call("ZADD", finished_key, score, job_id)
+        redis.call("EXPIRE", job_key, ttl)
+        redis.call("EXPIRE", KEYS[base + 4], ttl)
+        redis.call("EXPIRE", KEYS[base + 5], ttl)
+        redis.call("DEL", KEYS[base + 6])
+        redis.call("ZREM", KEYS[base + 7], composite)
+        redis.call("ZREM", KEYS[base + 8], execution_id)
+        if worker ~= "" then
+            redis.call("SREM", KEYS[2], composite)
+        end
+    end
+end
+redis.call("HINCRBY", KEYS[1], "successful_job_count", ARGV[2])
+redis.call("HINCRBYFLOAT", KEYS[1], "total_working_time", ARGV[3])
+return lost
+"""
+
+
 def finish_successes(
     worker: BaseWorker, finished: Sequence[tuple[Job, Execution]], results: dict[str, object]
 ) -> None:
-    """Record many successes in one transaction.
+    """Record many successes, atomically, in one round trip (two when a job needs RQ's own calls).
 
     Mirrors ``BaseWorker.handle_job_success`` (RQ 3.0) for jobs without dependents, callbacks,
     repeats, rate limits or webhooks (those go through RQ's own path): the result
     (``Job._handle_success``), ``job.cleanup``, ``cleanup_execution`` and the worker's counters
     (``increment_successful_job_count`` and ``increment_total_working_time``, summed over the batch:
-    two commands for the batch instead of two a job, the same totals).
+    two commands for the batch instead of two a job, the same totals). Jobs with a positive result TTL
+    (every job this project enqueues) are finished by one script (``_FINISH_SCRIPT``, the counters
+    with them); then, in one transaction, RQ's calls finish a job with another TTL and one whose hash
+    Redis lost meanwhile. The result's fields are those of ``Result.serialize``; RQ's calls packed ~14
+    commands a job (bench/README.md, "A batch started and finished by one script each").
+    tests/test_batch_scripts.py compares every key both ways leave.
     """
+    if not finished:
+        return
     ended_at = now()
+    score_base = current_timestamp()
+    registries: dict[tuple[str, str], str] = {}
     working_seconds = 0.0
+    keys: list[str] = [worker.key, WORKER_EXECUTIONS_KEY_TEMPLATE.format(worker.name)]
+    args: list[str | int | float | bytes] = [utcformat(ended_at), len(finished), 0.0, worker.name]
+    others: list[tuple[Job, Execution, int]] = []  # finished by RQ's calls
+    scripted: list[tuple[Job, Execution, int]] = []  # by the script
+    for job, execution in finished:
+        job.ended_at = ended_at
+        job._result = results[job.id]
+        job._status = JobStatus.FINISHED
+        working_seconds += (ended_at - (job.started_at or ended_at)).total_seconds()
+        result_ttl = job.get_result_ttl(worker.default_result_ttl)
+        if result_ttl is None or result_ttl <= 0:
+            others.append((job, execution, result_ttl))
+            continue
+        scripted.append((job, execution, result_ttl))
+        worker.executions.pop(execution.id, None)
+        fields = _success_fields(job, worker.name, execution, ended_at)
+        keys += [
+            job.key,
+            Result.get_key(job.id),
+            _registry_key(registries, job, "finished"),
+            job.dependents_key,
+            job.dependencies_key,
+            execution.key,
+            _registry_key(registries, job, "started"),
+            ExecutionRegistry(job_id=job.id, connection=job.connection).key,
+        ]
+        args += [job.id, result_ttl, score_base + result_ttl, execution.id, execution.composite_key]
+        args += [len(fields) * 2, *(item for pair in fields.items() for item in pair)]
+    args[2] = working_seconds
+    lost = worker.connection.register_script(_FINISH_SCRIPT)(keys=keys, args=args)
+    others += [scripted[index] for index in lost]
+    if not others:
+        return
     with worker.connection.pipeline() as pipeline:
-        for job, execution in finished:
-            job.ended_at = ended_at
-            job._result = results[job.id]
-            job._status = JobStatus.FINISHED
-            result_ttl = job.get_result_ttl(worker.default_result_ttl)
-            if result_ttl != 0:
-                job._handle_success(
-                    result_ttl,
-                    pipeline=pipeline,
-                    worker_name=worker.name,
-                    execution_id=execution.id,
-                    execution_started_at=execution.created_at,
-                    execution_ended_at=ended_at,
-                )
-            job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
-            worker.cleanup_execution(job, pipeline=pipeline, execution=execution)
-            working_seconds += (ended_at - (job.started_at or ended_at)).total_seconds()
-        if finished:
-            pipeline.hincrby(worker.key, "successful_job_count", len(finished))
-            pipeline.hincrbyfloat(worker.key, "total_working_time", working_seconds)
+        for job, execution, result_ttl in others:
+            finish_by_rq_calls(worker, job, execution, result_ttl, ended_at, pipeline)
         pipeline.execute()
+
+
+def finish_by_rq_calls(
+    worker: BaseWorker, job: Job, execution: Execution, result_ttl: int | None, ended_at: datetime, pipeline
+) -> None:
+    """What ``BaseWorker.handle_job_success`` (RQ 3.0) writes for one job without dependents, with RQ's
+    own calls, into ``pipeline``: the result, the job's expiry and the execution's cleanup."""
+    if result_ttl != 0:
+        job._handle_success(
+            result_ttl,
+            pipeline=pipeline,
+            worker_name=worker.name,
+            execution_id=execution.id,
+            execution_started_at=execution.created_at,
+            execution_ended_at=ended_at,
+        )
+    job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
+    worker.cleanup_execution(job, pipeline=pipeline, execution=execution)
+
+
+def _registry_key(known: dict[tuple[str, str], str], job: Job, kind: str) -> str:
+    """The key of ``job``'s started or finished registry (``Job.started_job_registry``,
+    ``Job.finished_job_registry``), built once per queue a batch's jobs come from: building the registry
+    object resolves its serializer again (tens of microseconds a job)."""
+    origin = (job.origin, kind)
+    if origin not in known:
+        known[origin] = (job.started_job_registry if kind == "started" else job.finished_job_registry).key
+    return known[origin]
+
+
+def _success_fields(
+    job: Job, worker_name: str, execution: Execution, ended_at: datetime
+) -> dict[str, object]:
+    """The fields ``Result.serialize`` (RQ 3.0) gives a successful result, without building a ``Result``
+    (whose constructor resolves the serializer again: tens of microseconds a job)."""
+    fields: dict[str, object] = {"type": Result.Type.SUCCESSFUL.value, "worker_name": worker_name}
+    if job._result is not None:
+        try:
+            serialized = job.serializer.dumps(job._result)
+        except Exception:
+            serialized = job.serializer.dumps(UNSERIALIZABLE_RETURN_VALUE_PAYLOAD)
+        fields["return_value"] = b64encode(serialized).decode()
+    fields["execution_id"] = execution.id
+    fields["execution_started_at"] = execution.created_at.timestamp()
+    fields["execution_ended_at"] = ended_at.timestamp()
+    return fields
 
 
 def finish_with_dependents(

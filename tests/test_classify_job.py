@@ -424,3 +424,33 @@ def test_an_unreachable_database_raises_infrastructure_unavailable(ident: str) -
     message = str(raised.value)
     assert len(message.splitlines()) == 1 and "127.0.0.1" in message, message
     assert "sqlalche.me" not in message
+
+
+def test_a_result_holds_every_field_that_says_something_as_json_reads_it() -> None:
+    from jobs.outcomes import Outcome
+
+    outcome = Outcome(
+        7,
+        CLASSIFIED,
+        sentiment="positive",
+        confidence=0.9,
+        model_version="m@1",
+        models={"finbert": {"sentiment": "positive", "confidence": 0.9}},
+        consensus={"agreement": 1.0, "dissent": []},
+        assets=["SPY"],
+    )
+    assert outcome.as_result() == {
+        "content_id": 7,
+        "status": CLASSIFIED,
+        "sentiment": "positive",
+        "confidence": 0.9,
+        "model_version": "m@1",
+        "models": {"finbert": {"sentiment": "positive", "confidence": 0.9}},
+        "consensus": {"agreement": 1.0, "dissent": []},
+        "assets": ["SPY"],
+    }
+    assert Outcome.skipped(8, "no_text_to_classify").as_result() == {
+        "content_id": 8,
+        "status": "skipped",
+        "reason": "no_text_to_classify",
+    }
