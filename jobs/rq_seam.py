@@ -312,12 +312,12 @@ def heartbeat_executions(
 #: status, then the whole job from the worker's copy: of its fields, only ``ended_at`` and ``status``
 #: differ from the hash the start left (tests/test_batch_scripts.py compares the hashes), so one HSET
 #: writes those two. A job whose hash has no ``data`` (Redis lost it meanwhile: "A job's remains") is
-#: left untouched and its position returned: RQ's calls, which save the worker's whole copy, finish it. KEYS[1] = the worker's
-#: hash, [2] = its executions set, then per job: job hash, results stream, finished registry,
-#: dependents, dependencies, execution hash, started registry, the job's execution registry. ARGV[1] =
-#: the jobs' ended_at, [2] = the successful jobs, [3] = their working seconds, [4] = the worker's name,
-#: then per job: job id, result TTL, finished-registry score, execution id, composite key, and the
-#: result's fields (their count, then name, value, ...).
+#: left untouched and its position returned: RQ's calls, which save the worker's whole copy, finish it.
+#: KEYS[1] = the worker's hash, [2] = its executions set, then per job: job hash, results stream,
+#: finished registry, dependents, dependencies, execution hash, started registry, the job's execution
+#: registry. ARGV[1] = the jobs' ended_at, [2] = the successful jobs, [3] = their working seconds, [4] =
+#: the worker's name, then per job: job id, result TTL, finished-registry score, execution id,
+#: composite key, and the result's fields (their count, then name, value, ...).
 _FINISH_SCRIPT = """
 local ended_at, worker = ARGV[1], ARGV[4]
 local at = 5

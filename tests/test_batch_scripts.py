@@ -132,8 +132,7 @@ def _finish_as_rq(
             job._status = JobStatus.FINISHED
             result_ttl = job.get_result_ttl(worker.default_result_ttl)
             rq_seam.finish_by_rq_calls(worker, job, execution, result_ttl, ended_at, pipeline)
-        worker.increment_successful_job_count(pipeline)
-        pipeline.hincrby(worker.key, "successful_job_count", len(finished) - 1)  # RQ counts one a job
+        pipeline.hincrby(worker.key, "successful_job_count", len(finished))
         pipeline.hincrbyfloat(
             worker.key,
             "total_working_time",
