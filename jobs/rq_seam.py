@@ -527,14 +527,16 @@ def hand_back(worker: BaseWorker, jobs: Sequence[tuple[Job, Queue, Execution | N
         pipeline.execute()
 
 
-def record_worker_database(worker: BaseWorker, database_id: str) -> None:
+def record_worker_database(worker: BaseWorker, database_id: str, pipeline=None) -> None:
     """Note in the worker's own hash which database it serves; it expires with the worker's key.
 
     A field of ours in RQ's worker hash (``BaseWorker.key``): RQ 3.0 reads only its own fields
     (``BaseWorker.refresh``) and deletes the hash when the worker registers (``register_birth``), so
-    this is written after ``bootstrap`` and again with each heartbeat.
+    this is written after ``bootstrap`` and again with each heartbeat (into its ``pipeline``).
     """
-    worker.connection.hset(worker.key, WORKER_DATABASE_FIELD, database_id)
+    (pipeline if pipeline is not None else worker.connection).hset(
+        worker.key, WORKER_DATABASE_FIELD, database_id
+    )
 
 
 def worker_database(connection: Redis, worker_key: str) -> str | None:

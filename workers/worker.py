@@ -169,10 +169,17 @@ class FinbertWorker(SimpleWorker):
         return int(job.timeout) + HEARTBEAT_MARGIN
 
     def heartbeat(self, timeout: int | None = None, pipeline=None):
-        super().heartbeat(timeout, pipeline)
-        if self._database_id is not None and pipeline is None:
-            # Re-asserted each time: after Redis lost its data, the binding check sees us again.
-            rq_seam.record_worker_database(self, self._database_id)
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        # RQ sends a heartbeat as three commands, a round trip each, and RQ's loop sends two around
+        # every job (one between taking it and running it). One pipeline sends them together.
+        with self.connection.pipeline(transaction=False) as together:
+            super().heartbeat(timeout, together)
+            if self._database_id is not None:
+                # Re-asserted each time: after Redis lost its data, the binding check sees us again.
+                rq_seam.record_worker_database(self, self._database_id, together)
+            together.execute()
 
     def run_maintenance_tasks(self) -> None:
         if self.scheduler is not None:
