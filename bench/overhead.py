@@ -14,9 +14,9 @@ replaced by a stub that returns a fixed prediction at once, and everything runs 
   Logging at WARNING.
 
 Each figure is milliseconds per item on SQLite and on PostgreSQL (a private server); their sum
-with the model's time per item (1 / ceiling rate) predicts the pipeline's rate on one core. A last
-row gives the Redis server's own CPU (``INFO cpu``) during the whole worker's run, per item: in the
-pipeline it runs on the same cores as the workers.
+with the model's time per item (1 / ceiling rate) predicts the pipeline's rate on one core. Two last
+rows give the Redis and PostgreSQL servers' own CPU during the whole worker's run, per item (``INFO
+cpu``; the PostgreSQL processes' times by ``psutil``): in the pipeline they run on the workers' cores.
 
 ``--statements``: also each SQL statement's share, by its first words: how many ran per item and the
 milliseconds per item from sending it to its result (SQLAlchemy's cursor events; commits not included).
@@ -66,6 +66,21 @@ def redis_cpu_seconds(connection: Any) -> float:
     return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
+def postgres_cpu_seconds(data_dir: Path) -> float:
+    """CPU seconds the PostgreSQL server has used so far: its postmaster's, its live processes' (the
+    sessions among them) and those of the processes it has reaped (``psutil``)."""
+    import psutil
+
+    postmaster = psutil.Process(int((data_dir / "postmaster.pid").read_text().split()[0]))
+    own = postmaster.cpu_times()
+    seconds = own.user + own.system + own.children_user + own.children_system
+    for child in postmaster.children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = child.cpu_times()
+            seconds += times.user + times.system
+    return seconds
+
+
 def one_at_a_time(url: str, redis_url: str, ids: list[int]) -> float:
     """Seconds for ``classify_contents([id])`` for each id in turn."""
     from db.identity import database_id
@@ -90,13 +105,15 @@ def in_batches(url: str, redis_url: str, ids: list[int]) -> float:
     return time.perf_counter() - started
 
 
-#: the Redis server's CPU seconds during the last ``whole_worker`` measurement (its timed part).
-WORKER_REDIS_CPU: list[float] = []
+#: server name -> a reader of its CPU seconds so far (set by ``measure``).
+SERVER_CPU: dict[str, Callable[[], float]] = {}
+#: server name -> its CPU seconds during the last ``whole_worker`` measurement (its timed part).
+WORKER_SERVER_CPU: dict[str, float] = {}
 
 
 def whole_worker(url: str, redis_url: str, ids: list[int]) -> float:
     """Enqueue the ids (untimed), then seconds for a burst FinbertWorker to drain them (up to its
-    teardown); the Redis server's CPU seconds meanwhile go to ``WORKER_REDIS_CPU``."""
+    teardown); the servers' CPU seconds meanwhile go to ``WORKER_SERVER_CPU``."""
     from config import load_settings
     from jobs.queue import classification_queue, enqueue_ids
     from services.redis_connection import connect
@@ -113,19 +130,19 @@ def whole_worker(url: str, redis_url: str, ids: list[int]) -> float:
 
     def timed_teardown() -> None:  # the queue is drained; unsubscribing can take a second: not timed
         ended.append(time.perf_counter())
-        WORKER_REDIS_CPU[:] = [redis_cpu_seconds(connection) - redis_cpu[0]]
+        WORKER_SERVER_CPU.update({name: read() - server_cpu[name] for name, read in SERVER_CPU.items()})
         teardown()
 
     worker.teardown = timed_teardown  # type: ignore[method-assign]
     bootstrap = worker.bootstrap
     started: list[float] = []
-    redis_cpu: list[float] = []
+    server_cpu: dict[str, float] = {}
 
     def timed_bootstrap(*args: Any, **kwargs: Any) -> None:  # once a worker's life: not timed
         bootstrap(*args, **kwargs)
         for runs in Collections.listeners:  # nor counted (the worker collects once, then freezes)
             runs.clear()
-        redis_cpu.append(redis_cpu_seconds(connection))
+        server_cpu.update({name: read() for name, read in SERVER_CPU.items()})
         started.append(time.perf_counter())
 
     worker.bootstrap = timed_bootstrap  # type: ignore[method-assign]
@@ -232,7 +249,7 @@ def measure(
         "databases": {},
         "statements": {},
         "collections": {},
-        "redis_cpu": {},
+        "server_cpu": {},
     }
     redis = RedisServer(work_dir / "redis")
     stack.callback(redis.stop)
@@ -245,9 +262,18 @@ def measure(
         "sqlite": f"sqlite:///{work_dir / 'overhead.db'}",
         "postgresql": postgres.create_database("overhead"),
     }
+    from services.redis_connection import connect
+
+    redis_client = connect(redis.url)
+    stack.callback(redis_client.close)
     for name, url in urls.items():
         upgrade(url)
         figures = {}
+        SERVER_CPU.clear()
+        SERVER_CPU["Redis"] = lambda: redis_cpu_seconds(redis_client)
+        if name == "postgresql":
+            SERVER_CPU["PostgreSQL"] = lambda: postgres_cpu_seconds(postgres.data_dir)
+        WORKER_SERVER_CPU.clear()
         for label, component in COMPONENTS.items():
             ids = import_texts(url, texts, work_dir, f"{name}-{len(figures)}")
             times = StatementTimes()
@@ -262,8 +288,10 @@ def measure(
             if collections:
                 results["collections"][(name, label)] = runs
             log(f"{name}: {label}: {figures[label]:.2f} ms per item")
-            if component is whole_worker and WORKER_REDIS_CPU:
-                results["redis_cpu"][name] = WORKER_REDIS_CPU[0] * 1000 / len(ids)
+            if component is whole_worker:
+                results["server_cpu"][name] = {
+                    server: seconds * 1000 / len(ids) for server, seconds in WORKER_SERVER_CPU.items()
+                }
         results["databases"][name] = figures
     return results
 
@@ -295,9 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- |" + " --- |" * len(names))
     for label in results["databases"][names[0]]:
         print(f"| {label} | " + " | ".join(f"{results['databases'][n][label]:.2f}" for n in names) + " |")
-    if results["redis_cpu"]:
-        cells = " | ".join(f"{results['redis_cpu'].get(n, float('nan')):.3f}" for n in names)
-        print(f"| the Redis server's CPU during the whole worker's run | {cells} |")
+    for server in ("Redis", "PostgreSQL"):
+        cells = " | ".join(
+            f"{cpu[server]:.3f}" if (cpu := results["server_cpu"].get(n, {})).get(server) is not None else "-"
+            for n in names
+        )
+        print(f"| the {server} server's CPU during the whole worker's run | {cells} |")
     if results["collections"]:
         print("\ngarbage collections during each measurement, by generation: runs (ms)\n")
         print("| database | component | gen 0 | gen 1 | gen 2 |")

@@ -72,6 +72,7 @@ class Chromium:
         os.close(answers_write)
         self._next_id = 0
         self._lock = threading.Lock()
+        self._closed = False
         self._pending: dict[int, dict[str, Any]] = {}
         self._answered = threading.Condition()
         self.events: list[dict[str, Any]] = []
@@ -105,8 +106,11 @@ class Chromium:
         return dict(answer.get("result", {}))
 
     def post(self, method: str, params: dict[str, Any], session: str | None = None) -> None:
-        """Send a command without waiting for its result (for use inside event handlers)."""
+        """Send a command without waiting for its result (for use inside event handlers); nothing once
+        the browser is closing (an event read meanwhile has no one left to answer)."""
         with self._lock:
+            if self._closed:
+                return
             self._next_id += 1
             message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params}
             if session:
@@ -174,7 +178,10 @@ class Chromium:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
+        # Under the lock: the reader thread's handlers post answers, and a descriptor closed under them
+        # raised EBADF in that thread (or, its number reused meanwhile, wrote into another file).
+        with self._lock, contextlib.suppress(OSError):
+            self._closed = True
             os.close(self._commands)
         if self.process.poll() is None:
             self.process.terminate()
