@@ -63,6 +63,9 @@ def bind_queue(connection: Redis, queue_name: str, database_id: str, database: s
     """
     key = BINDING_KEY.format(queue_name=queue_name)
     ours = Binding(database_id, database)
+    current = binding_of(connection, queue_name)
+    if current == ours:  # every enqueue after the first: one read, nothing to write or watch
+        return current
     with connection.pipeline() as pipeline:
         while True:
             try:

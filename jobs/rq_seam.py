@@ -31,6 +31,7 @@ from rq.scheduler import RQScheduler
 from rq.scripts import _build_hset_args
 from rq.utils import as_text, current_timestamp, decode_redis_hash, get_version, now, utcformat
 from rq.worker import Worker
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 if TYPE_CHECKING:
     from redis.client import PubSub, PubSubWorkerThread
@@ -148,6 +149,17 @@ for _ = 1, tonumber(ARGV[1]) do
 end
 return taken
 """
+
+
+def waiting_and_workers(queue: Queue) -> tuple[int, int]:
+    """``queue.count`` and ``Worker.count(queue=queue)`` in one round trip: the jobs waiting in the
+    queue (RQ 3.0: LLEN of its key) and the workers registered for it (``worker_registration.get_keys``
+    counts the members of ``WORKERS_BY_QUEUE_KEY``; SCARD counts the same set without reading it)."""
+    with queue.connection.pipeline(transaction=False) as pipeline:
+        pipeline.llen(queue.key)
+        pipeline.scard(WORKERS_BY_QUEUE_KEY % queue.name)
+        waiting, workers = pipeline.execute()
+    return int(waiting), int(workers)
 
 
 def dequeue_ready(queue: Queue, wanted: int, job_class: type[Job]) -> list[tuple[Job, Queue]]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import fakeredis
 import pytest
+from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
 import config
+from jobs import rq_seam
+from tests.redis_trips import counted_round_trips
 from workers.worker import FinbertWorker, batch_share
 
 
@@ -48,6 +51,34 @@ def test_a_worker_takes_its_share_of_what_waits(tmp_path) -> None:
     assert worker._batch_share() == 100  # alone: everything waiting
     other.register_birth()
     assert worker._batch_share() == 50
+
+
+def test_waiting_and_workers_counts_as_rqs_calls_in_one_round_trip(fake_or_real_redis: Redis) -> None:
+    connection = fake_or_real_redis
+    queue = Queue("ml_classification", connection=connection, serializer=JSONSerializer)
+    other = Queue("other", connection=connection, serializer=JSONSerializer)
+    for index in range(7):
+        queue.enqueue("jobs.classify.classify_content", index, "0a1b2c3d4e")
+    other.enqueue("jobs.classify.classify_content", 99, "0a1b2c3d4e")
+    for name, queues in (("a", [queue]), ("b", [queue, other]), ("c", [other])):
+        SimpleWorker(queues, name=name, connection=connection, serializer=JSONSerializer).register_birth()
+
+    for counted in (queue, other):
+        with counted_round_trips() as sends:
+            figures = rq_seam.waiting_and_workers(counted)
+        assert figures == (counted.count, SimpleWorker.count(connection=connection, queue=counted))
+        assert sends == [["LLEN", "SCARD"]]
+    assert rq_seam.waiting_and_workers(queue) == (7, 2)
+
+
+def test_a_job_that_came_alone_is_its_whole_batch(tmp_path) -> None:
+    """Nothing else waiting when it was taken: the batch is that job, and no poll is made for more."""
+    worker, queue = _worker_and_queue(tmp_path, "60000")
+    worker.register_birth()
+
+    assert worker._batch_share() == 1
+    queue.enqueue("jobs.classify.classify_content", 1, "0a1b2c3d4e")
+    assert worker._batch_share() == 32  # another waits: a forward pass's worth, as batch_share says
 
 
 def _worker_and_queue(tmp_path, wait_ms: str) -> tuple[FinbertWorker, Queue]:

@@ -33,6 +33,7 @@ from jobs.queue import (
 from jobs.registry import DATABASE_ID
 from jobs.rq_seam import record_worker_database
 from jobs.sweep import sweep
+from tests.redis_trips import counted_round_trips
 
 OTHER_QUEUE = "ml_classification_b"
 
@@ -170,6 +171,21 @@ def test_the_first_database_binds_the_queue_and_others_are_refused_while_it_work
     assert binding_of(connection, QUEUE_NAME) == Binding(first_id, describe(first))
     assert set(connection.keys("*")) == keys_before  # nothing written for the second database
     assert classification_queue(connection).job_ids == [job_id_for(i, first_id) for i in (1, 2, 3)]
+
+
+def test_a_queue_bound_to_this_database_costs_one_read_and_a_moved_url_is_rewritten(
+    connection: fakeredis.FakeRedis,
+) -> None:
+    bind_queue(connection, QUEUE_NAME, "db-one", "postgresql://host-a/volfefe")
+
+    with counted_round_trips() as sends:
+        kept = bind_queue(connection, QUEUE_NAME, "db-one", "postgresql://host-a/volfefe")
+
+    assert sends == [["HGETALL"]]
+    assert kept == Binding("db-one", "postgresql://host-a/volfefe")
+    # The same database reached at another address: the binding keeps it and names the new address.
+    bind_queue(connection, QUEUE_NAME, "db-one", "postgresql://host-b/volfefe")
+    assert binding_of(connection, QUEUE_NAME) == Binding("db-one", "postgresql://host-b/volfefe")
 
 
 def test_a_live_worker_of_the_first_database_keeps_the_queue(

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from redis import Redis
-from redis.client import Pipeline
 
 import config
 from jobs.rq_seam import WORKER_DATABASE_FIELD, worker_database
+from tests.redis_trips import counted_round_trips
 from workers.worker import FinbertWorker
 
 DATABASE = "0a1b2c3d4e"
@@ -24,7 +23,7 @@ def _worker(connection: Redis, tmp_path: Path) -> FinbertWorker:
 
 
 def test_a_heartbeat_writes_rqs_fields_and_the_database_in_one_round_trip(
-    fake_or_real_redis: Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake_or_real_redis: Redis, tmp_path: Path
 ) -> None:
     connection = fake_or_real_redis
     worker = _worker(connection, tmp_path)
@@ -32,27 +31,10 @@ def test_a_heartbeat_writes_rqs_fields_and_the_database_in_one_round_trip(
     connection.sadd(worker.executions_key, "some-job:some-execution")
     connection.persist(worker.key)
     connection.hdel(worker.key, "last_heartbeat", WORKER_DATABASE_FIELD)
-    single_commands: list[str] = []
-    pipelines: list[int] = []
-    execute_command, execute = Redis.execute_command, Pipeline.execute
+    with counted_round_trips() as sends:
+        worker.heartbeat()
 
-    def counted_command(self, *args, **options):
-        if not isinstance(self, Pipeline):
-            single_commands.append(str(args[0]))
-        return execute_command(self, *args, **options)
-
-    def counted_pipeline(self, *args, **options):
-        pipelines.append(len(self.command_stack))
-        return execute(self, *args, **options)
-
-    monkeypatch.setattr(Redis, "execute_command", counted_command)
-    monkeypatch.setattr(Pipeline, "execute", counted_pipeline)
-
-    worker.heartbeat()
-
-    monkeypatch.undo()
-    assert single_commands == []
-    assert pipelines == [4]  # RQ's HSET, EXPIRE, EXPIRE, then the database field
+    assert sends == [["HSET", "EXPIRE", "EXPIRE", "HSET"]]  # RQ's three, then the database field
     assert connection.hget(worker.key, "last_heartbeat")
     assert worker_database(connection, worker.key) == DATABASE
     assert 0 < connection.ttl(worker.key) <= worker.worker_ttl + 60

@@ -301,10 +301,11 @@ class FinbertWorker(SimpleWorker):
         return True
 
     def _batch_share(self) -> int:
-        """How many jobs the batch just started takes, its first included (see ``batch_share``)."""
-        queue = self.queues[0]  # one queue: the database's (checked at start)
-        waiting = queue.count
-        workers = self.__class__.count(connection=self.connection, queue=queue)
+        """How many jobs the batch just started takes, its first included (see ``batch_share``): only
+        that first one when no other was waiting (it runs at once, see ``_take_ready_jobs``)."""
+        waiting, workers = rq_seam.waiting_and_workers(self.queues[0])  # one queue: the database's
+        if not waiting:
+            return 1
         return batch_share(waiting + 1, workers, self.config.worker_batch_jobs, self.config.batch_size)
 
     def _take_ready_jobs(self, wanted: int) -> list[tuple[Job, Queue]]:
