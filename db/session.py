@@ -66,7 +66,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+@cache
 def session_factory(url: str) -> sessionmaker[Session]:
+    """The process-wide session factory for ``url`` (a ``sessionmaker`` makes a Session class of its
+    own, with its event hooks: ~0.1 ms, once, not at every session)."""
     return sessionmaker(engine_for(url), expire_on_commit=False)
 
 
