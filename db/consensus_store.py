@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, delete, func, select
+from sqlalchemy import Insert, bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from consensus.vote import Reading, Verdict, combine
@@ -21,6 +21,14 @@ from db.store import NewClassification
 
 #: ids per ``IN (...)`` query.
 IDS_PER_QUERY = 500
+
+
+_LOCK_CONTENTS = (
+    select(Content.id)
+    .where(Content.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Content.id)
+    .with_for_update(key_share=True)
+)
 
 
 def lock_contents(session: Session, content_ids: Iterable[int]) -> None:
@@ -34,12 +42,7 @@ def lock_contents(session: Session, content_ids: Iterable[int]) -> None:
     wanted = sorted(set(content_ids))
     for start in range(0, len(wanted), IDS_PER_QUERY):
         chunk = wanted[start : start + IDS_PER_QUERY]
-        session.execute(
-            select(Content.id)
-            .where(Content.id.in_(chunk))
-            .order_by(Content.id)
-            .with_for_update(key_share=True)
-        )
+        session.execute(_LOCK_CONTENTS, {"ids": chunk})
 
 
 def readings(

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import Session
 
 from db.models import DatabaseIdentity
 from db.session import describe, session_scope
 from errors import VolfefeError
 
+#: the database's identity: its first (and only) row of ``volfefe_database``.
+_IDENTITY = select(DatabaseIdentity.id).order_by(DatabaseIdentity.created_at).limit(1)
+
 
 class DatabaseNotInitialised(VolfefeError):
     """The database has no identity yet (its tables were never created, or are from before it)."""
+
+
+def identity_in(session: Session) -> str | None:
+    """The identity of the session's database, read in its transaction (None: the table is empty)."""
+    return session.scalar(_IDENTITY)
 
 
 def database_id(database_url: str) -> str:
@@ -23,7 +32,7 @@ def database_id(database_url: str) -> str:
     """
     try:
         with session_scope(database_url) as session:
-            identity = session.scalar(select(DatabaseIdentity.id).order_by(DatabaseIdentity.created_at))
+            identity = identity_in(session)
     except (OperationalError, ProgrammingError) as error:
         text = str(error.orig if hasattr(error, "orig") else error)
         if "volfefe_database" not in text:

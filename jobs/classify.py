@@ -27,13 +27,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rq.timeouts import BaseTimeoutException
-from sqlalchemy import select
 
 from config import Settings, settings
 from consensus.vote import Verdict
 from db.consensus_store import lock_contents, refresh_consensus
 from db.entity_store import AssetRow, EntityRows, save_entities
-from db.models import Content, DatabaseIdentity
+from db.identity import identity_in
+from db.models import Content
 from db.queries import contents_and_entities, current_versions
 from db.session import session_scope
 from db.store import NewClassification, RowKey, record_skip, replace_classifications, save_classifications
@@ -215,7 +215,7 @@ def _plan(url: str, config: Settings, wanted: list[Request], replace: Mapping[Re
         targets = {name: classifier.model_version for name, classifier in warm_classifiers(config).items()}
     try:
         with session_scope(url) as session:
-            identity = session.scalar(select(DatabaseIdentity.id).order_by(DatabaseIdentity.created_at))
+            identity = identity_in(session)
             plan.identity = identity
             ours = [request for request in wanted if request[1] == identity]
             for content_id, database_id in wanted:

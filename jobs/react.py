@@ -26,7 +26,8 @@ from sqlalchemy import func, select
 from config import Settings, settings
 from db.consensus_store import lock_contents
 from db.entity_store import with_entities
-from db.models import Content, ContentAsset, DatabaseIdentity
+from db.identity import identity_in
+from db.models import Content, ContentAsset
 from db.reaction_store import replace_reactions
 from db.session import session_scope
 from errors import first_line
@@ -105,7 +106,7 @@ def react_contents(
     try:
         with session_scope(url) as session:
             read_at = _read_started(session)
-            identity = session.scalar(select(DatabaseIdentity.id).order_by(DatabaseIdentity.created_at))
+            identity = identity_in(session)
             for content_id, database_id in wanted:
                 if database_id != identity:
                     outcomes[(content_id, database_id)] = Outcome.refused(
