@@ -34,7 +34,7 @@ from rq.worker import Worker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 if TYPE_CHECKING:
-    from redis.client import PubSub, PubSubWorkerThread
+    from redis.client import Pipeline, PubSub, PubSubWorkerThread
     from rq.worker import BaseWorker
 
 #: the worker-hash field where our workers record the database they serve (RQ ignores it).
@@ -151,14 +151,15 @@ return taken
 """
 
 
-def waiting_and_workers(queue: Queue) -> tuple[int, int]:
+def waiting_and_workers(queue: Queue, pipeline: Pipeline | None = None) -> tuple[int, int]:
     """``queue.count`` and ``Worker.count(queue=queue)`` in one round trip: the jobs waiting in the
     queue (RQ 3.0: LLEN of its key) and the workers registered for it (``worker_registration.get_keys``
-    counts the members of ``WORKERS_BY_QUEUE_KEY``; SCARD counts the same set without reading it)."""
-    with queue.connection.pipeline(transaction=False) as pipeline:
-        pipeline.llen(queue.key)
-        pipeline.scard(WORKERS_BY_QUEUE_KEY % queue.name)
-        waiting, workers = pipeline.execute()
+    counts the members of ``WORKERS_BY_QUEUE_KEY``; SCARD counts the same set without reading it).
+    Given a (non-transactional) ``pipeline``, sends it, with the commands it already holds."""
+    with pipeline if pipeline is not None else queue.connection.pipeline(transaction=False) as sending:
+        sending.llen(queue.key)
+        sending.scard(WORKERS_BY_QUEUE_KEY % queue.name)
+        *_, waiting, workers = sending.execute()
     return int(waiting), int(workers)
 
 

@@ -48,9 +48,9 @@ def test_a_worker_takes_its_share_of_what_waits(tmp_path) -> None:
     for index in range(99):
         queue.enqueue("jobs.classify.classify_content", index, "0a1b2c3d4e")
     worker.register_birth()
-    assert worker._batch_share() == 100  # alone: everything waiting
+    assert worker._busy_with_share() == 100  # alone: everything waiting
     other.register_birth()
-    assert worker._batch_share() == 50
+    assert worker._busy_with_share() == 50
 
 
 def test_waiting_and_workers_counts_as_rqs_calls_in_one_round_trip(fake_or_real_redis: Redis) -> None:
@@ -72,13 +72,17 @@ def test_waiting_and_workers_counts_as_rqs_calls_in_one_round_trip(fake_or_real_
 
 
 def test_a_job_that_came_alone_is_its_whole_batch(tmp_path) -> None:
-    """Nothing else waiting when it was taken: the batch is that job, and no poll is made for more."""
+    """Nothing else waiting when it was taken: the batch is that job, and no poll is made for more;
+    the worker is marked busy in the same round trip."""
     worker, queue = _worker_and_queue(tmp_path, "60000")
     worker.register_birth()
 
-    assert worker._batch_share() == 1
+    with counted_round_trips() as sends:
+        assert worker._busy_with_share() == 1
+    assert sends == [["HSET", "LLEN", "SCARD"]]  # the state, then the counts
+    assert worker.connection.hget(worker.key, "state") == b"busy"
     queue.enqueue("jobs.classify.classify_content", 1, "0a1b2c3d4e")
-    assert worker._batch_share() == 32  # another waits: a forward pass's worth, as batch_share says
+    assert worker._busy_with_share() == 32  # another waits: a forward pass's worth, as batch_share says
 
 
 def _worker_and_queue(tmp_path, wait_ms: str) -> tuple[FinbertWorker, Queue]:

@@ -282,10 +282,7 @@ class FinbertWorker(SimpleWorker):
             return None
         first = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         if first is not None:
-            # Busy from the first job on: a SIGTERM while the batch fills then waits for the batch
-            # (warm shutdown); while idle, RQ raises StopRequested at once, stranding the jobs taken.
-            self.set_state(WorkerStatus.BUSY)
-            taken = [first, *self._take_ready_jobs(self._batch_share() - 1)]
+            taken = [first, *self._take_ready_jobs(self._busy_with_share() - 1)]
             self._start(taken)
         return first
 
@@ -300,10 +297,16 @@ class FinbertWorker(SimpleWorker):
             time.sleep(0.5)
         return True
 
-    def _batch_share(self) -> int:
-        """How many jobs the batch just started takes, its first included (see ``batch_share``): only
-        that first one when no other was waiting (it runs at once, see ``_take_ready_jobs``)."""
-        waiting, workers = rq_seam.waiting_and_workers(self.queues[0])  # one queue: the database's
+    def _busy_with_share(self) -> int:
+        """Mark the worker busy, and say how many jobs the batch just started takes, its first included
+        (see ``batch_share``): only that first one when no other was waiting (it runs at once, see
+        ``_take_ready_jobs``). One round trip.
+
+        Busy from the first job on: a SIGTERM while the batch fills then waits for the batch (warm
+        shutdown); while idle, RQ raises StopRequested at once, stranding the jobs taken."""
+        with self.connection.pipeline(transaction=False) as pipeline:
+            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+            waiting, workers = rq_seam.waiting_and_workers(self.queues[0], pipeline)  # the database's queue
         if not waiting:
             return 1
         return batch_share(waiting + 1, workers, self.config.worker_batch_jobs, self.config.batch_size)
