@@ -4,7 +4,8 @@ For each item: enqueue its unique job (the product's ``enqueue_ids``), poll the 
 Redis about every millisecond until it is finished, then confirm the classification row is in the
 database. The job is marked finished only after the job function has committed its row, so the
 status poll ends no earlier than the store. RQ's own timestamps split the time into waiting in the
-queue (enqueued to started) and running (started to ended).
+queue (enqueued to started) and running (started to ended); the row's audit gives its forward pass
+(``model_seconds``), and each item's total less its forward pass is what the pipeline adds.
 """
 
 from __future__ import annotations
@@ -24,15 +25,18 @@ ITEM_TIMEOUT = 30.0
 IDLE_GAP = 0.05
 
 
-def _stored(database_url: str, content_id: int) -> bool:
+def _stored_model_seconds(database_url: str, content_id: int) -> float | None:
+    """The stored classification's forward-pass seconds (its audit's ``model_seconds``), or None while
+    no classification of ``content_id`` is stored."""
     from sqlalchemy import select
 
     from db.models import Classification
     from db.session import engine_for
 
-    statement = select(Classification.id).where(Classification.content_id == content_id)
+    statement = select(Classification.meta).where(Classification.content_id == content_id)
     with engine_for(database_url).connect() as connection:
-        return connection.execute(statement).first() is not None
+        row = connection.execute(statement).first()
+    return None if row is None else float(row[0]["processing"]["model_seconds"])
 
 
 def measure_latency(setup: Deployment, texts: list[str], work_dir: Path) -> dict[str, Any]:
@@ -49,6 +53,7 @@ def measure_latency(setup: Deployment, texts: list[str], work_dir: Path) -> dict
     identity = database_id(setup.database_url)
     ids = import_texts(setup.database_url, texts, work_dir / setup.label, "latency")
     totals: list[float] = []
+    forwards: list[float] = []
     waits: list[float] = []
     runs: list[float] = []
     for content_id in ids:
@@ -64,11 +69,13 @@ def measure_latency(setup: Deployment, texts: list[str], work_dir: Path) -> dict
                 raise PipelineError(f"job for content {content_id} ended as {status!r}")
             time.sleep(POLL_INTERVAL)
         elapsed = time.perf_counter() - started
-        while not _stored(setup.database_url, content_id):  # never expected to loop: confirm the row
+        # Never expected to loop: confirm the row (and read how long its forward pass took).
+        while (model_seconds := _stored_model_seconds(setup.database_url, content_id)) is None:
             if time.perf_counter() > deadline:
                 raise PipelineError(f"job for content {content_id} finished but no row was stored")
             time.sleep(POLL_INTERVAL)
         totals.append(elapsed * 1000)
+        forwards.append(model_seconds * 1000)
         job = Job.fetch(job_id_for(content_id, identity), connection=connection, serializer=SERIALIZER)
         if job.enqueued_at and job.started_at and job.ended_at:
             waits.append((job.started_at - job.enqueued_at).total_seconds() * 1000)
@@ -83,5 +90,7 @@ def measure_latency(setup: Deployment, texts: list[str], work_dir: Path) -> dict
         "max_ms": max(totals),
         "queue_wait_p50_ms": percentile(waits, 0.5) if waits else None,
         "job_run_p50_ms": percentile(runs, 0.5) if runs else None,
+        "forward_p50_ms": percentile(forwards, 0.5),
+        "besides_model_p50_ms": percentile([t - f for t, f in zip(totals, forwards, strict=True)], 0.5),
         "all_ms": totals,
     }

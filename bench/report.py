@@ -308,9 +308,11 @@ def render_section(results: dict[str, Any]) -> str:
                 _f(item.get("p95_ms")),
                 _f(item.get("queue_wait_p50_ms")),
                 _f(item.get("job_run_p50_ms")),
+                _f(item.get("forward_p50_ms")),
+                _f(item.get("besides_model_p50_ms")),
             ]
             if "p50_ms" in item
-            else [item["database"], item.get("precision", "–"), "error", "–", "–", "–", "–"]
+            else [item["database"], item.get("precision", "–"), "error", "–", "–", "–", "–", "–", "–"]
             for item in latency
         ]
         lines += _table(
@@ -322,6 +324,8 @@ def render_section(results: dict[str, Any]) -> str:
                 "p95 (ms)",
                 "queue wait p50 (ms)",
                 "job run p50 (ms)",
+                "forward pass p50 (ms)",
+                "besides the model p50 (ms)",
             ],
             rows,
         )
