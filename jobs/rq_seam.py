@@ -540,7 +540,7 @@ def hand_back(worker: BaseWorker, jobs: Sequence[tuple[Job, Queue, Execution | N
         pipeline.execute()
 
 
-def record_worker_database(worker: BaseWorker, database_id: str, pipeline=None) -> None:
+def record_worker_database(worker: BaseWorker, database_id: str, pipeline: Pipeline | None = None) -> None:
     """Note in the worker's own hash which database it serves; it expires with the worker's key.
 
     A field of ours in RQ's worker hash (``BaseWorker.key``): RQ 3.0 reads only its own fields
