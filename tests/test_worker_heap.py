@@ -38,6 +38,8 @@ def test_a_started_worker_freezes_what_it_loaded(unfrozen: None, redis_url: str,
     worker = FinbertWorker([classification_queue(connection)], connection=connection, config=settings)
     use_classifier(_Stub())  # type: ignore[arg-type]
     assert gc.get_freeze_count() == 0
+    loaded: list[object] = [object()]  # stands for what the worker loaded (a list is always tracked)
+    assert gc.is_tracked(loaded)
     try:
         worker.bootstrap()
 
@@ -47,7 +49,11 @@ def test_a_started_worker_freezes_what_it_loaded(unfrozen: None, redis_url: str,
         garbage.append(garbage)  # a cycle made after the start is still collected
         del garbage
         assert gc.collect() >= 1
-        assert gc.get_freeze_count() == frozen
+        # Frozen objects freed by reference count (a finished thread's, say) leave the count, so
+        # it is not compared exactly: what was loaded stays out of every generation a collection
+        # scans.
+        assert gc.get_freeze_count() > 100_000
+        assert not any(tracked is loaded for tracked in gc.get_objects())
     finally:
         use_classifier(None)
         worker.register_death()
