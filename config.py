@@ -13,10 +13,10 @@ Every setting has a documented default so that the project runs with nothing set
 | ``FINBERT_ENGINE`` | ``torch`` (``openvino`` on a CPU with VNNI or AMX once ``OPENVINO_INT8_BY_DEFAULT``) | ``torch``, or ``openvino`` (the ``openvino`` extra; converted once, by the first worker or ``volfefe model build``) |
 | ``FINBERT_PRECISION`` | openvino: ``int8`` on a CPU with VNNI or AMX; torch (and openvino elsewhere): ``bf16`` on a CPU with AVX-512 BF16 or AMX, else ``fp32`` | ``fp32``, ``bf16`` or ``int8`` (see README "Engines and precisions") |
 | ``VOLFEFE_ENGINE_CACHE`` | ``~/.cache/volfefe/engines`` | where converted models are kept (``<key>/model.xml``), outside the repository |
-| ``FINBERT_BATCH_SIZE`` | ``32`` | texts per forward pass |
+| ``FINBERT_BATCH_SIZE`` | ``32`` | texts per forward pass: a batch runs in no more passes than that, cut where they pad the fewest tokens (up to twice as many short texts in one) |
 | ``WORKER_BATCH_JOBS`` | ``256`` | ready jobs a worker takes at once, sorted by length into forward passes |
 | ``FINBERT_BATCH_WAIT_MS`` | ``2`` | how long a worker waits for more jobs to fill a batch while they arrive |
-| ``FINBERT_MAX_LENGTH`` | ``512`` | tokens per text; longer texts are truncated |
+| ``FINBERT_MAX_LENGTH`` | ``512`` | tokens per forward pass row (longer texts are read in windows) |
 | ``FINBERT_LABELS`` | unset | label names in id order, for a model whose config has none |
 | ``TORCH_THREADS`` | cores / ``WORKER_PROCESSES`` | torch intra-op threads per worker process |
 | ``WORKER_PROCESSES`` | ``1`` | worker processes sharing this machine (sets the default threads) |
@@ -133,7 +133,7 @@ def resolve_engine(
 DEFAULT_PRECISION = default_precision()
 #: the engine a process runs here with FINBERT_ENGINE and FINBERT_PRECISION unset.
 DEFAULT_ENGINE = default_engine()
-#: texts per forward pass.
+#: texts per forward pass: a batch runs in no more passes than that (``model.passes``).
 DEFAULT_BATCH_SIZE = 32
 #: ready jobs a worker takes at once: enough texts to sort by length, so that each forward pass
 #: pads little (32 jobs in queue order padded to their longest ran at half the speed; BENCHMARKS.md).

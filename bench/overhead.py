@@ -52,11 +52,12 @@ class StubClassifier:
     model_version = "stub"
     batch_size = BATCH
 
-    def classify(self, texts: list[str]) -> list[Any]:
-        from model.classifier import Prediction
+    def classify_batch(self, texts: list[str]) -> Any:
+        from model.classifier import Classified, Prediction
 
         scores = {"neutral": 0.8, "positive": 0.1, "negative": 0.1}
-        return [Prediction("neutral", 0.8, scores) for _ in texts]
+        passes = [min(BATCH, len(texts) - start) for start in range(0, len(texts), BATCH)]
+        return Classified([Prediction("neutral", 0.8, scores) for _ in texts], passes)
 
 
 def redis_cpu_seconds(connection: Any) -> float:

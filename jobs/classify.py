@@ -309,10 +309,8 @@ def _classify(
         if not content_ids:
             continue
         classifier = classifiers[name]
-        predictions = classifier.classify([plan.texts[content_id] for content_id in content_ids])
-        rows = sum(prediction.windows for prediction in predictions)
-        size = classifier.batch_size  # FinbertClassifier.classify: all windows, in passes of batch_size
-        passes = [min(size, rows - start) for start in range(0, rows, size)]
+        classified = classifier.classify_batch([plan.texts[content_id] for content_id in content_ids])
+        predictions, passes = classified.predictions, classified.passes
         engine, precision = _engine_and_precision(classifier.model_version)
         for content_id, prediction in zip(content_ids, predictions, strict=True):
             request = plan.requests[content_id]

@@ -1,4 +1,4 @@
-"""FinBERT as a batch classifier: load once, classify lists of texts in length-sorted batches."""
+"""FinBERT as a batch classifier: load once, classify lists of texts in length-sorted forward passes."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from model.cast_load import load_sequence_classifier
 from model.engines import Engine, EngineLoadError, ModelLoadError, TorchEngine, engine_tag, load_dtype
 from model.labels import LabelError, sentiment_labels
 from model.model_marks import RANDOM_WEIGHTS_KEY, RANDOM_WEIGHTS_TAG
+from model.passes import plan_passes
 from model.windows import aggregate, split_into_windows
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,14 @@ class Prediction:
     windows: int = 1
     #: seconds of model time per text in the forward passes that classified it.
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Classified:
+    """A batch's predictions, in input order, and the rows of each forward pass that made them."""
+
+    predictions: list[Prediction]
+    passes: list[int]
 
 
 def configure_torch(threads: int) -> None:
@@ -229,19 +238,23 @@ class FinbertClassifier:
         return classifier
 
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
-        """One prediction per text, in input order.
+        """One prediction per text, in input order (see ``classify_batch``)."""
+        return self.classify_batch(texts).predictions
+
+    def classify_batch(self, texts: Sequence[str]) -> Classified:
+        """One prediction per text, in input order, and the rows of each forward pass that made them.
 
         Texts longer than the model's maximum are read in windows (``model.windows``), never
-        truncated; all windows run in forward passes of ``batch_size`` sorted by token length.
+        truncated; all windows run in forward passes sorted by token length, cut where they pad the
+        fewest tokens (``model.passes``).
         """
         if not texts:
-            return []
+            return Classified([], [])
         windows = split_into_windows(self.tokenizer, texts, self.max_length)
-        order = sorted(range(len(windows)), key=lambda index: len(windows[index].input_ids))
+        passes = plan_passes([len(window.input_ids) for window in windows], self.batch_size)
         probabilities: list[list[float]] = [[] for _ in windows]
         started = time.perf_counter()
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
+        for chunk in passes:
             rows = self._forward([windows[i].input_ids for i in chunk]).tolist()
             for index, row in zip(chunk, rows, strict=True):
                 probabilities[index] = row
@@ -264,7 +277,7 @@ class FinbertClassifier:
                     seconds=seconds,
                 )
             )
-        return results
+        return Classified(results, [len(chunk) for chunk in passes])
 
     def _forward(self, input_ids: list[list[int]]) -> np.ndarray:
         """Softmax probabilities for a batch of token id lists (padded to the longest)."""

@@ -126,9 +126,9 @@ def test_a_model_added_later_is_the_only_one_run(
 
     ran: list[str] = []
     for name, classifier in installed.items():
-        real = classifier.classify
+        real = classifier.classify_batch
         monkeypatch.setattr(
-            classifier, "classify", lambda texts, real=real, name=name: ran.append(name) or real(texts)
+            classifier, "classify_batch", lambda texts, real=real, name=name: ran.append(name) or real(texts)
         )
     three = settings_for(migrated_db, tiny_models, "finbert", "prosus", "sst2")
     outcomes = classify_contents([(i, identity) for i in ids], migrated_db, config=three)
