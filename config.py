@@ -10,7 +10,7 @@ Every setting has a documented default so that the project runs with nothing set
 | ``VOLFEFE_MODELS`` | ``finbert`` (FINBERT_MODEL alone) | the models every post is read by: ``name=source[;labels=a/b/c][;weight=W]``, comma-separated |
 | ``VOLFEFE_AMBIGUOUS_CONFIDENCE`` | ``0.6`` | a consensus below this confidence is ambiguous (so is one with agreement below half) |
 | ``VOLFEFE_BACKFILL_PER_SWEEP`` | ``20000`` | contents an hourly sweep enqueues for a model added later, at most (new posts first, always all) |
-| ``FINBERT_ENGINE`` | ``torch`` (``openvino`` on a CPU with VNNI or AMX once ``OPENVINO_INT8_BY_DEFAULT``) | ``torch``, or ``openvino`` (the ``openvino`` extra; converted once, by the first worker or ``volfefe model build``) |
+| ``FINBERT_ENGINE`` | ``openvino`` on a CPU with VNNI or AMX (``OPENVINO_INT8_BY_DEFAULT``), else ``torch`` | ``torch``, or ``openvino`` (the ``openvino`` extra; converted once, by the first worker or ``volfefe model build``) |
 | ``FINBERT_PRECISION`` | openvino: ``int8`` on a CPU with VNNI or AMX; torch (and openvino elsewhere): ``bf16`` on a CPU with AVX-512 BF16 or AMX, else ``fp32`` | ``fp32``, ``bf16`` or ``int8`` (see README "Engines and precisions") |
 | ``VOLFEFE_ENGINE_CACHE`` | ``~/.cache/volfefe/engines`` | where converted models are kept (``<key>/model.xml``), outside the repository |
 | ``FINBERT_BATCH_SIZE`` | ``32`` | texts per forward pass: a batch runs in no more passes than that, cut where they pad the fewest tokens (up to twice as many short texts in one) |
@@ -83,13 +83,12 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-#: whether OpenVINO int8 is the default on a CPU with VNNI or AMX. It would be the fastest setting
-#: there (356 against 300 items/s for torch bf16 on 2 Sapphire Rapids cores; 206 against 95 on a Zen 4
-#: EPYC), but on the trained stand-in it changed 1.40% of the held-out labels (10 of 716, each with an
-#: fp32 top-two margin under 0.006; accuracy -0.28 points), over the 1% the default rule allows
-#: (README "Engines and precisions"). Everything else is in place (the conversion is built on first
-#: use, torch is the fallback): set this to True once a stand-in or the real weights keep the rule.
-OPENVINO_INT8_BY_DEFAULT = False
+#: whether OpenVINO int8 is the default on a CPU with VNNI or AMX: the fastest setting there, the model
+#: alone (204 against 101 items/s for torch bf16 on 2 Zen 4 EPYC cores; 569 against 428 on Sapphire
+#: Rapids), and on the trained stand-ins it keeps the default rule since SmoothQuant is off (2 of 716
+#: held-out labels moved on each of two, accuracy -0.28 and -0.14 points; README "Engines and precisions"). The
+#: first worker builds its conversion; where it cannot, torch runs with one warning line.
+OPENVINO_INT8_BY_DEFAULT = True
 
 
 def default_engine(flags: frozenset[str] | None = None, int8_by_default: bool | None = None) -> str:

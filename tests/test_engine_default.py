@@ -40,15 +40,20 @@ WARNING = re.compile(r"warning: OpenVINO \w+ cannot run here \(.*\): running tor
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        (VNNI_AMX, ("torch", "bf16", "bf16")),
-        (ZEN4, ("torch", "bf16", "bf16")),
-        (VNNI_ONLY, ("torch", "fp32", "fp32")),
+        (VNNI_AMX, ("openvino", "int8", "bf16")),
+        (ZEN4, ("openvino", "int8", "bf16")),
+        (VNNI_ONLY, ("openvino", "int8", "fp32")),
+        (AVX_VNNI, ("openvino", "int8", "fp32")),
         (AVX2, ("torch", "fp32", "fp32")),
+        (frozenset({"avx512_bf16"}), ("torch", "bf16", "bf16")),
     ],
 )
-def test_as_measured_the_default_is_torch_on_every_cpu(flags: frozenset[str], expected) -> None:
-    """OpenVINO int8 changed 1.4% of the stand-in's labels (config.OPENVINO_INT8_BY_DEFAULT)."""
-    assert config.OPENVINO_INT8_BY_DEFAULT is False
+def test_as_measured_the_default_is_openvino_int8_where_vnni_or_amx_and_torch_elsewhere(
+    flags: frozenset[str], expected
+) -> None:
+    """OpenVINO int8 keeps the stand-in's rule without SmoothQuant (config.OPENVINO_INT8_BY_DEFAULT);
+    without VNNI it is no faster than torch fp32, so torch stays there."""
+    assert config.OPENVINO_INT8_BY_DEFAULT is True
     assert resolve_engine(None, None, flags) == expected
 
 
