@@ -28,8 +28,9 @@ def classify_lines(config: Settings, lines: TextIO, out: TextIO) -> int:
         print(json.dumps({"error": "no text to classify on standard input"}), file=out)
         return 1
     from model.engine_choice import planned_engine
-    from model.warm import warm_classifiers
+    from model.warm import check_models_readable, warm_classifiers
 
+    check_models_readable(config)  # its one line, before a conversion is announced
     for spec in config.models:
         planned = planned_engine(config.for_model(spec))
         if planned.engine != "torch" and planned.folder is None:

@@ -171,6 +171,9 @@ def run(config: Settings, posts: Path, worker_count: int) -> int:
     models = ", ".join(f"{spec.name} {spec.source}" for spec in config.models)
     print(f"database {describe(config.database_url)}; model {models} ({engine}{config.precision})")
     upgrade(config.database_url)
+    from model.warm import check_models_readable
+
+    check_models_readable(config)  # a model that cannot be read: its one line, before anything starts
     if config.engine != "torch":  # converted here, in view, once; the workers then find it cached
         from model.engine_choice import prepare_engine
 

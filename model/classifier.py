@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -123,6 +124,12 @@ def _load_pretrained(
         except Exception as failure:  # transformers raises OSError, ValueError, HTTP errors...
             error = failure
     raise ModelLoadError(f"cannot load {setting}={source!r}: {first_line(error)}; {fix}") from None
+
+
+def read_model_config(source: str, setting: str = "FINBERT_MODEL") -> Any:
+    """``source``'s config, read as a worker reads it but without the weights; ModelLoadError (the
+    worker's one line) when the model cannot be read: commands check this before they start anything."""
+    return _load_pretrained(source, weights=False, setting=setting)[1]
 
 
 def _model_version(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from config import DEFAULT_MODEL_NAME, ModelSpec, Settings, settings
-from model.classifier import FinbertClassifier, configure_torch
+from model.classifier import FinbertClassifier, configure_torch, read_model_config
 from model.engine_choice import EngineChoice, prepare_engine, record_openvino_load_failure
 from model.engines import EngineLoadError
 
@@ -17,6 +17,13 @@ def _setting(spec: ModelSpec, config: Settings) -> str:
     if len(config.models) == 1 and spec.source == config.model:
         return "FINBERT_MODEL"
     return f"VOLFEFE_MODELS model {spec.name!r}"
+
+
+def check_models_readable(config: Settings) -> None:
+    """ModelLoadError (one line, as a worker would log it) when a configured model cannot be read: a
+    command checks this before it converts a model or starts a worker."""
+    for spec in config.models:
+        read_model_config(spec.source, _setting(spec, config))
 
 
 def warm_classifiers(config: Settings | None = None) -> dict[str, FinbertClassifier]:

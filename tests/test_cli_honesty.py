@@ -447,8 +447,9 @@ def test_run_enqueues_nothing_when_the_model_cannot_load(
     assert result.returncode == 1, result
     (line,) = error_lines(result.stderr)
     assert line.startswith(
-        "volfefe: error: a worker exited before its model was loaded: cannot load FINBERT_MODEL="
-    )
+        "volfefe: error: cannot load FINBERT_MODEL='nobody/no-such-finbert': "
+    )  # before any worker
+    assert "converting" not in result.stdout  # nor a conversion announced
     assert ".venv/bin/python -m tools.random_model --tiny models/tiny" in line
     assert "FINBERT_MODEL=models/tiny ./scripts/demo" in line
     assert "Traceback" not in result.stdout + result.stderr
