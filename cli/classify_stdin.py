@@ -30,10 +30,10 @@ def classify_lines(config: Settings, lines: TextIO, out: TextIO) -> int:
     from model.engine_choice import planned_engine
     from model.warm import check_models_readable, warm_classifiers
 
-    check_models_readable(config)  # its one line, before a conversion is announced
     for spec in config.models:
         planned = planned_engine(config.for_model(spec))
         if planned.engine != "torch" and planned.folder is None:
+            check_models_readable(config)  # a model that cannot be read: its one line, not a conversion
             print(
                 f"converting model {spec.name} for {planned.engine} {planned.precision} (once; cached)",
                 file=sys.stderr,
