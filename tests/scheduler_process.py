@@ -17,6 +17,17 @@ PROJECT = Path(__file__).resolve().parent.parent
 RUNNING_LINE = "scheduler running on queue"
 #: seconds the scheduler may take to start and finish its first pass.
 START_TIMEOUT = 30.0
+#: the line the scheduler logs each time it moves the hourly sweep onto the queue.
+SWEEP_MOVED_LINE = "moved scheduled job 'hourly-sweep'"
+
+
+def hours_struck(since: float, until: float) -> int:
+    """How many tops of the hour (UTC) passed between two ``time.time()`` readings.
+
+    The scheduler runs on the real clock: a test that forces the sweep due can also meet the real
+    hour, which moves the sweep once more, rightly.
+    """
+    return int(until // 3600) - int(since // 3600)
 
 
 class SchedulerProcess:
