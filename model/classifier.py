@@ -1,10 +1,16 @@
-"""FinBERT as a batch classifier: load once, classify lists of texts in length-sorted forward passes."""
+"""FinBERT as a batch classifier: load once, classify lists of texts in length-sorted forward passes.
+
+transformers and torch are imported where a model is read with them, not with this module: an
+OpenVINO worker reads its tokenizer from the conversion (``model.saved_tokenizer``) and never imports
+either (importing transformers' config classes imports torch, ~200 MB of a worker's memory).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,16 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, ENGINES, PRECISIONS
 from errors import first_line
-from model.cast_load import load_sequence_classifier
 from model.engines import Engine, EngineLoadError, ModelLoadError, TorchEngine, engine_tag, load_dtype
 from model.labels import LabelError, sentiment_labels
 from model.model_marks import RANDOM_WEIGHTS_KEY, RANDOM_WEIGHTS_TAG
-from model.passes import plan_passes
+from model.passes import padded_width, plan_passes
+from model.saved_tokenizer import ModelFacts
 from model.windows import aggregate, split_into_windows
 
 log = logging.getLogger(__name__)
@@ -50,8 +54,25 @@ class Classified:
     passes: list[int]
 
 
+#: torch threads this process asked for (``configure_threads``), set when a torch model is loaded.
+_torch_threads: int | None = None
+
+
+def configure_threads(threads: int) -> None:
+    """Keep the tokenizer on the calling thread (workers own their cores) and give torch ``threads``
+    threads, now if it is loaded, else when a model is read with it (``_load_pretrained``): an
+    OpenVINO worker never imports torch."""
+    global _torch_threads
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _torch_threads = threads
+    if "torch" in sys.modules:
+        configure_torch(threads)
+
+
 def configure_torch(threads: int) -> None:
     """Set torch's thread count before any torch work (it is fixed once inference starts)."""
+    import torch
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.set_num_threads(threads)
 
@@ -78,7 +99,7 @@ FINBERT_LOAD_FIX = (
 def _load_pretrained(
     source: str,
     weights: bool = True,
-    model_class: type = AutoModelForSequenceClassification,
+    model_class: type | None = None,
     setting: str = "FINBERT_MODEL",
     fix: str = FINBERT_LOAD_FIX,
     dtype: str = "float32",
@@ -90,8 +111,14 @@ def _load_pretrained(
     ``model_class`` is the transformers auto class of the model (a sequence classifier for sentiment, a
     token classifier for entities); errors name the setting ``setting`` and end with ``fix``.
     """
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
     from transformers import logging as transformers_logging
 
+    from model.cast_load import load_sequence_classifier
+
+    model_class = model_class or AutoModelForSequenceClassification
+    if weights and _torch_threads is not None:
+        configure_torch(_torch_threads)  # before the model's first torch work
     fix = fix.replace("{setting}", setting)
     looks_like_path = source.startswith((".", "/", "~")) or source.count("/") > 1  # hub ids: "org/name"
     if looks_like_path and not Path(source).expanduser().is_dir():
@@ -158,6 +185,8 @@ def _check_choices(precision: str, engine: str) -> None:
 def configured_model_version(source: str, precision: str, engine: str = "torch") -> str:
     """The ``model_version`` a worker loading ``source`` at ``precision`` in ``engine`` will write, read
     from the model's config alone (no weights): what ``volfefe reclassify`` compares stored classifications to."""
+    from transformers import AutoConfig
+
     _check_choices(precision, engine)
     try:
         config = AutoConfig.from_pretrained(source, local_files_only=True)
@@ -170,6 +199,34 @@ def configured_model_version(source: str, precision: str, engine: str = "torch")
             ) from None
     random_weights = getattr(config, RANDOM_WEIGHTS_KEY, False) is True
     return _model_version(source, getattr(config, "_commit_hash", None), precision, random_weights, engine)
+
+
+def _random_weights(config: Any) -> bool:
+    return getattr(config, RANDOM_WEIGHTS_KEY, False) is True
+
+
+def _load_conversion(
+    source: str, precision: str, max_length: int, engine_cache: Path | None, threads: int | None, setting: str
+) -> tuple[Engine, Any, ModelFacts]:
+    """The OpenVINO conversion of ``source``, its tokenizer and the model's facts: read from the
+    conversion when it holds them (no transformers, no torch), else with transformers.
+
+    EngineLoadError (one line) when the conversion is missing or does not compile here."""
+    from model.openvino_engine import load_openvino_engine
+
+    try:
+        conversion = load_openvino_engine(source, precision, max_length, engine_cache, threads)
+    except ModelLoadError as error:  # no conversion, or the extra is missing
+        raise EngineLoadError(str(error)) from None
+    except Exception as error:  # OpenVINO's own errors (a conversion that does not compile)
+        raise EngineLoadError(
+            f"cannot load the OpenVINO {precision} conversion of FINBERT_MODEL={source!r}: {first_line(error)}"
+        ) from None
+    if conversion.saved is not None:
+        tokenizer, facts = conversion.saved
+        return conversion.engine, tokenizer, facts
+    tokenizer, config = _load_pretrained(source, weights=False, setting=setting)
+    return conversion.engine, tokenizer, ModelFacts.of(config, tokenizer, _random_weights(config))
 
 
 class FinbertClassifier:
@@ -210,33 +267,21 @@ class FinbertClassifier:
         when there is none) and runs ``threads`` inference threads; it never holds the torch model."""
         _check_choices(precision, engine)
         started = time.perf_counter()
-        tokenizer, loaded = _load_pretrained(
-            source, weights=engine == "torch", setting=setting, dtype=load_dtype(precision)
-        )
-        config = loaded.config if engine == "torch" else loaded
+        if engine == "torch":
+            tokenizer, loaded = _load_pretrained(source, setting=setting, dtype=load_dtype(precision))
+            runner: Engine = TorchEngine(loaded, precision)
+            facts = ModelFacts.of(loaded.config, tokenizer, _random_weights(loaded.config))
+        else:
+            runner, tokenizer, facts = _load_conversion(
+                source, precision, max_length, engine_cache, threads, setting
+            )
         labels_setting = "FINBERT_LABELS" if setting == "FINBERT_MODEL" else f"{setting} (option labels=)"
         try:
-            names = sentiment_labels(config.id2label, source, labels, labels_setting)
+            names = sentiment_labels(facts.id2label, source, labels, labels_setting)
         except LabelError as error:
             raise ModelLoadError(f"cannot use {setting}={source!r}: {error}") from None
-        limit = min(max_length, getattr(config, "max_position_embeddings", max_length))
-        revision = getattr(config, "_commit_hash", None)
-        random_weights = getattr(config, RANDOM_WEIGHTS_KEY, False) is True
-        version = _model_version(source, revision, precision, random_weights, engine)
-        if engine == "torch":
-            runner: Engine = TorchEngine(loaded, precision)
-        else:
-            from model.openvino_engine import load_openvino_engine
-
-            try:
-                runner = load_openvino_engine(source, precision, max_length, engine_cache, threads)
-            except ModelLoadError as error:  # no conversion, or the extra is missing
-                raise EngineLoadError(str(error)) from None
-            except Exception as error:  # OpenVINO's own errors (a conversion that does not compile)
-                raise EngineLoadError(
-                    f"cannot load the OpenVINO {precision} conversion of FINBERT_MODEL={source!r}: "
-                    f"{first_line(error)}"
-                ) from None
+        limit = min(max_length, facts.max_position_embeddings or max_length)
+        version = _model_version(source, facts.revision, precision, facts.random_weights, engine)
         classifier = cls(runner, tokenizer, names, version, limit, batch_size)
         classifier.classify(
             ["warm up"]
@@ -258,7 +303,9 @@ class FinbertClassifier:
         if not texts:
             return Classified([], [])
         windows = split_into_windows(self.tokenizer, texts, self.max_length)
-        passes = plan_passes([len(window.input_ids) for window in windows], self.batch_size)
+        passes = plan_passes(
+            [len(window.input_ids) for window in windows], self.batch_size, width_step=self.engine.width_step
+        )
         probabilities: list[list[float]] = [[] for _ in windows]
         started = time.perf_counter()
         for chunk in passes:
@@ -288,13 +335,21 @@ class FinbertClassifier:
 
     def _forward(self, input_ids: list[list[int]]) -> np.ndarray:
         """Softmax probabilities for a batch of token id lists (padded to the longest)."""
-        ids, mask = pad_batch(input_ids, self.tokenizer.pad_token_id or 0)
+        ids, mask = pad_batch(
+            input_ids, self.tokenizer.pad_token_id or 0, self.engine.width_step, self.max_length
+        )
         return self.engine.forward(ids, mask)
 
 
-def pad_batch(input_ids: Sequence[Sequence[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
-    """``input_ids`` and ``attention_mask`` (int64) for token id lists padded to the longest."""
-    width = max(len(row) for row in input_ids)
+def pad_batch(
+    input_ids: Sequence[Sequence[int]], pad: int, width_step: int = 1, max_width: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``input_ids`` and ``attention_mask`` (int64) for token id lists padded to the longest, rounded
+    up to a multiple of ``width_step`` (never past ``max_width``, the model's positions)."""
+    longest = max(len(row) for row in input_ids)
+    width = padded_width(longest, width_step)
+    if max_width is not None:
+        width = max(longest, min(width, max_width))
     ids = np.full((len(input_ids), width), pad, dtype=np.int64)
     mask = np.zeros((len(input_ids), width), dtype=np.int64)
     for row, tokens in enumerate(input_ids):

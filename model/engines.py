@@ -28,6 +28,9 @@ class EngineLoadError(ModelLoadError):
 class Engine(Protocol):
     """A loaded model: softmax probabilities (float32, one row per input row) for a padded batch."""
 
+    #: passes are padded to a multiple of this many tokens (1: to their longest window).
+    width_step: int
+
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
 
 
@@ -38,6 +41,8 @@ def engine_tag(engine: str, precision: str) -> str:
 
 class TorchEngine:
     """The transformers model itself, converted to ``precision`` in place."""
+
+    width_step = 1
 
     def __init__(self, model: torch.nn.Module, precision: str) -> None:
         self.model = _apply_precision(model.eval(), precision)

@@ -34,8 +34,10 @@ from typing import Any
 import numpy as np
 
 from config import DEFAULT_ENGINE_CACHE
+from model import saved_tokenizer
 from model.calibration import CalibrationTexts, sample_texts
 from model.engines import ModelLoadError
+from model.model_marks import RANDOM_WEIGHTS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,8 @@ ENGINE = "openvino"
 INSTALL_HINT = "FINBERT_ENGINE=openvino needs the openvino extra: pip install -e '.[openvino]'"
 #: bump when the way a model is converted changes: every cached conversion is then rebuilt.
 #: 2: int8 without SmoothQuant (``_quantize``).
-RECIPE = 2
+#: 3: the tokenizer and the model's facts saved beside the IR (``model.saved_tokenizer``).
+RECIPE = 3
 #: files of a model folder whose bytes decide the conversion.
 IDENTITY_PATTERNS = ("config.json", "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin")
 IR_FILE = "model.xml"
@@ -125,15 +128,23 @@ def model_identity(source: str, memo: Path | None = None) -> dict[str, Any]:
                 for path in files
             ]
         }
-    from transformers import AutoConfig
+    return {"hub_id": source, "revision": cached_revision(source)}
+
+
+def cached_revision(hub_id: str) -> str:
+    """The commit of ``hub_id`` in the local model cache, as transformers reads it (the snapshot folder
+    its config.json resolves to), without importing transformers, which imports torch."""
+    from huggingface_hub import try_to_load_from_cache
 
     try:
-        config = AutoConfig.from_pretrained(source, local_files_only=True)
-    except Exception:
+        config_file = try_to_load_from_cache(hub_id, "config.json")
+    except Exception:  # not a valid hub id
+        config_file = None
+    if not isinstance(config_file, str):
         raise ModelLoadError(
-            f"cannot convert FINBERT_MODEL={source!r}: it is neither a folder nor in the local model cache"
-        ) from None
-    return {"hub_id": source, "revision": getattr(config, "_commit_hash", None)}
+            f"cannot convert FINBERT_MODEL={hub_id!r}: it is neither a folder nor in the local model cache"
+        )
+    return Path(config_file).parent.name
 
 
 def _cpu_has_vnni() -> bool:
@@ -256,6 +267,9 @@ def _convert(
     started = time.perf_counter()
     tokenizer, model = _load_pretrained(source)
     model = model.eval().float()
+    facts = saved_tokenizer.ModelFacts.of(
+        model.config, tokenizer, getattr(model.config, RANDOM_WEIGHTS_KEY, False) is True
+    )
     limit = min(max_length, getattr(model.config, "max_position_embeddings", max_length))  # as the classifier
     example = tokenizer(list(TRACE_TEXTS), padding=True, return_tensors="pt")
     with torch.no_grad(), warnings.catch_warnings():
@@ -276,6 +290,8 @@ def _convert(
     try:
         # fp16-compressed weights would make "fp32" a lie; bf16 is an inference hint on full weights.
         ov.save_model(converted, building / IR_FILE, compress_to_fp16=False)
+        if saved_tokenizer.can_save(tokenizer):  # else workers read the tokenizer with transformers
+            saved_tokenizer.save(building, tokenizer, facts)
         record = {
             "key": key,
             "parts": parts,
@@ -344,8 +360,17 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
+#: tokens a pass's width is a multiple of. OpenVINO's CPU plugin keeps memory for every input shape
+#: it has run: on the FinBERT shape, a worker's RSS went from 460 MB after loading to 945 MB over the
+#: 65 shapes of the shipped headlines, and to 705 MB with widths in steps of 8, at the same speed
+#: (bench/README.md, "OpenVINO memory and input shapes").
+WIDTH_STEP = 8
+
+
 class OpenVinoEngine:
     """A compiled OpenVINO model on the CPU and one inference request reused for every batch."""
+
+    width_step = WIDTH_STEP
 
     def __init__(self, ir_file: Path, precision: str, threads: int | None = None) -> None:
         ov = import_openvino()
@@ -368,10 +393,18 @@ class OpenVinoEngine:
         return softmax(outputs[0])
 
 
+@dataclass(frozen=True)
+class LoadedConversion:
+    engine: OpenVinoEngine
+    #: the tokenizer and model facts saved with the conversion (None: read them with transformers).
+    saved: tuple[saved_tokenizer.SavedTokenizer, saved_tokenizer.ModelFacts] | None
+
+
 def load_openvino_engine(
     source: str, precision: str, max_length: int, engine_cache: Path | None, threads: int | None
-) -> OpenVinoEngine:
-    """Compile the conversion built for these settings; ModelLoadError (one line) when there is none."""
+) -> LoadedConversion:
+    """Compile the conversion built for these settings, with the tokenizer saved beside it; ModelLoadError
+    (one line) when there is none."""
     import_openvino()
     root = cache_root(engine_cache)
     folder = built_folder(source, precision, max_length, root)
@@ -380,4 +413,6 @@ def load_openvino_engine(
             f"no OpenVINO {precision} conversion of FINBERT_MODEL={source!r} in {root}: "
             "run `volfefe model build` (or start a worker: the first one converts, once)"
         )
-    return OpenVinoEngine(folder / IR_FILE, precision, threads)
+    return LoadedConversion(
+        OpenVinoEngine(folder / IR_FILE, precision, threads), saved_tokenizer.load(folder)
+    )

@@ -6,6 +6,9 @@ the shipped headlines' tokens, where the ceiling, which sorts all its texts at o
 (bench/README.md, "Padding"). The cut chosen here pads the fewest tokens with no more passes than
 equal cuts would run, no pass over twice ``batch_size`` rows, and none over ``batch_size`` rows of
 the longest window (so no pass is larger than equal cuts' largest): 10.6% for those batches.
+
+An engine may pad every pass to a multiple of a width step (``Engine.width_step``): the cut then
+counts the tokens the engine really runs.
 """
 
 from __future__ import annotations
@@ -22,11 +25,18 @@ ROW_STEP = 8
 _UNREACHED = np.iinfo(np.int64).max // 4
 
 
-def plan_passes(lengths: Sequence[int], batch_size: int, row_step: int = ROW_STEP) -> list[list[int]]:
+def padded_width(longest: int, width_step: int) -> int:
+    """The width of a pass whose longest window has ``longest`` tokens: rounded up to the step."""
+    return -(-longest // width_step) * width_step
+
+
+def plan_passes(
+    lengths: Sequence[int], batch_size: int, row_step: int = ROW_STEP, width_step: int = 1
+) -> list[list[int]]:
     """Indices into ``lengths`` (token counts), grouped into forward passes in ascending length.
 
     A dynamic program over the sorted lengths: the fewest padded tokens (rows × the pass's longest,
-    summed) over at most ``ceil(n / batch_size)`` contiguous passes of at most ``2 × batch_size`` rows
+    summed, widths rounded up to ``width_step``) over at most ``ceil(n / batch_size)`` contiguous passes of at most ``2 × batch_size`` rows
     and ``batch_size ×`` the longest's tokens each (no more than equal cuts' largest pass), every pass
     a multiple of ``row_step`` rows but for the remainder (or ``batch_size`` rows, and its remainder,
     as equal cuts); of equal costs, the fewest rows in the last pass, then the fewest passes.
@@ -35,7 +45,7 @@ def plan_passes(lengths: Sequence[int], batch_size: int, row_step: int = ROW_STE
     count = len(order)
     if count <= batch_size:
         return [order] if order else []
-    sorted_lengths = np.array([lengths[index] for index in order], dtype=np.int64)
+    sorted_lengths = np.array([padded_width(lengths[index], width_step) for index in order], dtype=np.int64)
     most_passes = -(-count // batch_size)
     most_rows = min(2 * batch_size, count)
     budget = batch_size * int(sorted_lengths[-1])

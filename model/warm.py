@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from config import DEFAULT_MODEL_NAME, ModelSpec, Settings, settings
-from model.classifier import FinbertClassifier, configure_torch, read_model_config
+from model.classifier import FinbertClassifier, configure_threads, read_model_config
 from model.engine_choice import EngineChoice, prepare_engine, record_openvino_load_failure
 from model.engines import EngineLoadError
 
@@ -36,7 +36,7 @@ def warm_classifiers(config: Settings | None = None) -> dict[str, FinbertClassif
     config = config or settings()
     missing = [spec for spec in config.models if spec.name not in _classifiers]
     if missing and not _configured:
-        configure_torch(config.torch_threads)
+        configure_threads(config.torch_threads)
         _configured = True
     pinned = False
     for spec in missing:

@@ -384,6 +384,9 @@ def test_a_real_worker_classifies_through_a_conversion_built_beforehand(
         expected = configured_model_version(str(tiny_model_dir), "fp32", engine="openvino")
         assert expected.endswith("+openvino-fp32")
         assert set(stored().values()) == {expected}
+        # the conversion holds the tokenizer: the worker never loaded torch (~200 MB of its memory)
+        mapped = Path(f"/proc/{worker.pid}/maps").read_text()
+        assert "openvino" in mapped and "libtorch" not in mapped
     finally:
         connection.close()
         worker.stop()
