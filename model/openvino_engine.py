@@ -42,7 +42,9 @@ from model.model_marks import RANDOM_WEIGHTS_KEY
 log = logging.getLogger(__name__)
 
 ENGINE = "openvino"
-INSTALL_HINT = "FINBERT_ENGINE=openvino needs the openvino extra: pip install -e '.[openvino]'"
+INSTALL_HINT = (
+    "FINBERT_ENGINE=openvino needs openvino and nncf, dependencies this environment lacks: pip install -e ."
+)
 #: bump when the way a model is converted changes: every cached conversion is then rebuilt.
 #: 2: int8 without SmoothQuant (``_quantize``).
 #: 3: the tokenizer and the model's facts saved beside the IR (``model.saved_tokenizer``).
