@@ -6,10 +6,8 @@ process never maps torch."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -74,34 +72,52 @@ def test_the_saved_facts_are_the_configs(tiny_model_dir: Path, fp32_build) -> No
     assert set(raw) == {"id2label", "max_position_embeddings", "revision", "random_weights", "pad_token_id"}
 
 
+#: run in its own process: after this test loaded both kinds of classifier in the pytest process, a
+#: later in-process job timeout (SIGALRM, tests/test_worker_parity.py) crashed it with SIGSEGV
+#: (reproduced; not yet explained, and not reproduced in a plain process that loads both and takes
+#: a SIGALRM).
+SAME_PREDICTIONS = """
+import shutil, sys
+from dataclasses import replace
+from pathlib import Path
+from model import saved_tokenizer
+from model.classifier import FinbertClassifier
+
+model, cache, bare_cache, folder_name, texts = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4], sys.argv[5:]
+saved = FinbertClassifier.load(model, "fp32", batch_size=4, engine="openvino", engine_cache=cache)
+assert isinstance(saved.tokenizer, saved_tokenizer.SavedTokenizer), type(saved.tokenizer)
+shutil.copytree(cache, bare_cache)
+folder = bare_cache / folder_name
+(folder / saved_tokenizer.TOKENIZER_FILE).unlink()
+(folder / saved_tokenizer.FACTS_FILE).unlink()
+assert saved_tokenizer.load(folder) is None
+bare = FinbertClassifier.load(model, "fp32", batch_size=4, engine="openvino", engine_cache=bare_cache)
+assert not isinstance(bare.tokenizer, saved_tokenizer.SavedTokenizer), type(bare.tokenizer)
+untimed = [replace(prediction, seconds=0.0) for prediction in saved.classify(texts)]
+assert untimed == [replace(prediction, seconds=0.0) for prediction in bare.classify(texts)]
+assert any(prediction.windows > 1 for prediction in untimed)
+assert saved.model_version == bare.model_version, (saved.model_version, bare.model_version)
+assert saved.labels == bare.labels
+print("same", len(untimed))
+"""
+
+
 def test_predictions_are_the_same_with_the_saved_tokenizer_or_without_it(
     tiny_model_dir: Path, fp32_build, tmp_path: Path
 ) -> None:
     """A conversion built before the tokenizer was saved with it (or with a tokenizer that has no fast
     version) loads with transformers' tokenizer: both give the same predictions and version."""
-    cache = fp32_build.folder.parent
-    saved = FinbertClassifier.load(
-        str(tiny_model_dir), "fp32", batch_size=4, engine="openvino", engine_cache=cache
-    )
-    assert isinstance(saved.tokenizer, saved_tokenizer.SavedTokenizer)
-
-    bare_cache = tmp_path / "engines"
-    shutil.copytree(cache, bare_cache)
-    folder = bare_cache / fp32_build.folder.name
-    (folder / saved_tokenizer.TOKENIZER_FILE).unlink()
-    (folder / saved_tokenizer.FACTS_FILE).unlink()
-    assert saved_tokenizer.load(folder) is None
-    bare = FinbertClassifier.load(
-        str(tiny_model_dir), "fp32", batch_size=4, engine="openvino", engine_cache=bare_cache
-    )
-    assert not isinstance(bare.tokenizer, saved_tokenizer.SavedTokenizer)
-
     texts = [*TEXTS, "The market was strong. Investors are bullish on growth. " * 30]
-    untimed = [replace(prediction, seconds=0.0) for prediction in saved.classify(texts)]
-    assert untimed == [replace(prediction, seconds=0.0) for prediction in bare.classify(texts)]
-    assert any(prediction.windows > 1 for prediction in untimed)
-    assert saved.model_version == bare.model_version
-    assert saved.labels == bare.labels
+    arguments = [str(tiny_model_dir), str(fp32_build.folder.parent), str(tmp_path / "engines")]
+    done = subprocess.run(
+        [sys.executable, "-c", SAME_PREDICTIONS, *arguments, fp32_build.folder.name, *texts],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == f"same {len(texts)}"
 
 
 def test_an_openvino_classifier_imports_neither_transformers_nor_torch(
