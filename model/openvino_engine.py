@@ -369,6 +369,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 WIDTH_STEP = 8
 
 
+#: every engine this process compiled, kept until it exits. OpenVINO's CPU plugin gives the thread
+#: that runs a model an alternate signal stack and, when the model is freed, puts back the one it
+#: found: free two models in the order they were made and the thread is left pointing at freed
+#: memory. Python's signal handlers run on that stack, so the next SIGALRM (a job timeout) or
+#: SIGTERM killed the process with SIGSEGV (tests/test_saved_tokenizer.py). Workers keep their
+#: models for life anyway; this makes it true of every engine, NNCF's calibration runs aside.
+_LIVE_ENGINES: list[OpenVinoEngine] = []
+
+
 class OpenVinoEngine:
     """A compiled OpenVINO model on the CPU and one inference request reused for every batch."""
 
@@ -389,6 +398,7 @@ class OpenVinoEngine:
         self.inference_precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         if precision == "bf16" and self.inference_precision != "bf16":
             log.warning("this CPU has no bf16 instructions: OpenVINO runs the bf16 model in f32")
+        _LIVE_ENGINES.append(self)
 
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         outputs = self.request.infer({"input_ids": input_ids, "attention_mask": attention_mask})

@@ -205,3 +205,45 @@ def test_openvino_passes_are_a_multiple_of_its_width_step(tiny_model_dir: Path, 
 
     assert openvino_engine.WIDTH_STEP == 8
     assert widths and all(width % 8 == 0 for width in widths), widths
+
+
+#: two OpenVINO classifiers made, then dropped in the order they were made, then a signal handled.
+SIGNAL_AFTER_TWO_ENGINES = """
+import gc, signal, sys, time
+from pathlib import Path
+from model.classifier import FinbertClassifier
+
+def load():
+    return FinbertClassifier.load(sys.argv[1], "fp32", engine="openvino", engine_cache=Path(sys.argv[2]))
+
+first, second = load(), load()
+del first
+gc.collect()
+del second
+gc.collect()
+
+def on_alarm(*_):
+    raise TimeoutError
+
+signal.signal(signal.SIGALRM, on_alarm)
+signal.setitimer(signal.ITIMER_REAL, 0.2)
+try:
+    time.sleep(5)
+except TimeoutError:
+    print("alarm handled")
+"""
+
+
+def test_a_signal_after_two_openvino_engines_were_dropped_is_handled(
+    tiny_model_dir: Path, fp32_build
+) -> None:
+    """OpenVINO's CPU plugin left the thread on a freed signal stack: the alarm was a SIGSEGV (-11)."""
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNAL_AFTER_TWO_ENGINES, str(tiny_model_dir), str(fp32_build.folder.parent)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.strip().splitlines()[-1] == "alarm handled"
