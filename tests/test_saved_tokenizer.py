@@ -72,10 +72,9 @@ def test_the_saved_facts_are_the_configs(tiny_model_dir: Path, fp32_build) -> No
     assert set(raw) == {"id2label", "max_position_embeddings", "revision", "random_weights", "pad_token_id"}
 
 
-#: run in its own process: after this test loaded both kinds of classifier in the pytest process, a
-#: later in-process job timeout (SIGALRM, tests/test_worker_parity.py) crashed it with SIGSEGV
-#: (reproduced; not yet explained, and not reproduced in a plain process that loads both and takes
-#: a SIGALRM).
+#: run in its own process: it loads two OpenVINO classifiers and drops them, which left the pytest
+#: process on a freed signal stack until engines were kept for life (model.openvino_engine._LIVE_ENGINES,
+#: and the test below); a process of its own keeps the session's other tests out of its way.
 SAME_PREDICTIONS = """
 import shutil, sys
 from dataclasses import replace
