@@ -23,7 +23,7 @@ from config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, ENGINES, PRECISIONS
 from errors import first_line
 from model.engines import Engine, EngineLoadError, ModelLoadError, TorchEngine, engine_tag, load_dtype
 from model.labels import LabelError, sentiment_labels
-from model.model_marks import RANDOM_WEIGHTS_KEY, RANDOM_WEIGHTS_TAG
+from model.model_marks import RANDOM_WEIGHTS_TAG, config_has_random_weights
 from model.passes import padded_width, plan_passes
 from model.saved_tokenizer import ModelFacts
 from model.windows import aggregate, split_into_windows
@@ -197,12 +197,8 @@ def configured_model_version(source: str, precision: str, engine: str = "torch")
             raise ModelLoadError(
                 f"cannot read the config of FINBERT_MODEL={source!r}: {first_line(error)}"
             ) from None
-    random_weights = getattr(config, RANDOM_WEIGHTS_KEY, False) is True
+    random_weights = config_has_random_weights(config)
     return _model_version(source, getattr(config, "_commit_hash", None), precision, random_weights, engine)
-
-
-def _random_weights(config: Any) -> bool:
-    return getattr(config, RANDOM_WEIGHTS_KEY, False) is True
 
 
 def _load_conversion(
@@ -226,7 +222,7 @@ def _load_conversion(
         tokenizer, facts = conversion.saved
         return conversion.engine, tokenizer, facts
     tokenizer, config = _load_pretrained(source, weights=False, setting=setting)
-    return conversion.engine, tokenizer, ModelFacts.of(config, tokenizer, _random_weights(config))
+    return conversion.engine, tokenizer, ModelFacts.of(config, tokenizer)
 
 
 class FinbertClassifier:
@@ -270,7 +266,7 @@ class FinbertClassifier:
         if engine == "torch":
             tokenizer, loaded = _load_pretrained(source, setting=setting, dtype=load_dtype(precision))
             runner: Engine = TorchEngine(loaded, precision)
-            facts = ModelFacts.of(loaded.config, tokenizer, _random_weights(loaded.config))
+            facts = ModelFacts.of(loaded.config, tokenizer)
         else:
             runner, tokenizer, facts = _load_conversion(
                 source, precision, max_length, engine_cache, threads, setting

@@ -15,6 +15,11 @@ RANDOM_WEIGHTS_KEY = "volfefe_random_weights"
 RANDOM_WEIGHTS_TAG = "random-weights"
 
 
+def config_has_random_weights(config: object) -> bool:
+    """Whether a model's config carries the mark ``tools.random_model`` writes."""
+    return getattr(config, RANDOM_WEIGHTS_KEY, False) is True
+
+
 def has_random_weights(model_version: str) -> bool:
     """True when ``model_version`` names a model with random weights."""
     return RANDOM_WEIGHTS_TAG in model_version.split("+")[1:]

@@ -37,7 +37,6 @@ from config import DEFAULT_ENGINE_CACHE
 from model import saved_tokenizer
 from model.calibration import CalibrationTexts, sample_texts
 from model.engines import ModelLoadError
-from model.model_marks import RANDOM_WEIGHTS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -269,9 +268,7 @@ def _convert(
     started = time.perf_counter()
     tokenizer, model = _load_pretrained(source)
     model = model.eval().float()
-    facts = saved_tokenizer.ModelFacts.of(
-        model.config, tokenizer, getattr(model.config, RANDOM_WEIGHTS_KEY, False) is True
-    )
+    facts = saved_tokenizer.ModelFacts.of(model.config, tokenizer)
     limit = min(max_length, getattr(model.config, "max_position_embeddings", max_length))  # as the classifier
     example = tokenizer(list(TRACE_TEXTS), padding=True, return_tensors="pt")
     with torch.no_grad(), warnings.catch_warnings():

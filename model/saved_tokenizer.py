@@ -32,12 +32,14 @@ class ModelFacts:
     pad_token_id: int | None
 
     @classmethod
-    def of(cls, config: Any, tokenizer: Any, random_weights: bool) -> ModelFacts:
+    def of(cls, config: Any, tokenizer: Any) -> ModelFacts:
+        from model.model_marks import config_has_random_weights
+
         return cls(
             id2label={int(index): str(label) for index, label in config.id2label.items()},
             max_position_embeddings=getattr(config, "max_position_embeddings", None),
             revision=getattr(config, "_commit_hash", None),
-            random_weights=random_weights,
+            random_weights=config_has_random_weights(config),
             pad_token_id=tokenizer.pad_token_id,
         )
 
