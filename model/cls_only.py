@@ -4,9 +4,9 @@ A BERT sequence classifier reads one row of its last layer: the first token's ([
 pooler. The full model still computes every row of that layer (its query, attention output and
 feed-forward) and throws all but the first away: on the FinBERT shape, that is ~83% of one layer of
 twelve, and the int8 matrix multiplications that dominate a forward pass already run near the CPU's
-peak (bench/README.md, "The last layer for the first token only"). ``ClsOnlyLastLayer`` runs the
-other layers as the model does and the last one, from its own modules, for the first row alone (its
-keys and values still read every token), which is the same function. ``cls_only`` wraps a model only
+peak (bench/README.md, "Where a forward pass goes, and the last layer for the first token only").
+``ClsOnlyLastLayer`` runs the other layers as the model does and the last one, from its own modules,
+for the first row alone (its keys and values still read every token), which is the same function. ``cls_only`` wraps a model only
 where that is checked: a plain BERT sequence classifier whose logits, wrapped, equal the model's on
 the given inputs. A conversion traces the wrapper (``model.openvino_engine``); nothing else uses it.
 """
