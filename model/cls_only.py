@@ -6,9 +6,10 @@ feed-forward) and throws all but the first away: on the FinBERT shape, that is ~
 twelve, and the int8 matrix multiplications that dominate a forward pass already run near the CPU's
 peak (bench/README.md, "Where a forward pass goes, and the last layer for the first token only").
 ``ClsOnlyLastLayer`` runs the other layers as the model does and the last one, from its own modules,
-for the first row alone (its keys and values still read every token), which is the same function. ``cls_only`` wraps a model only
-where that is checked: a plain BERT sequence classifier whose logits, wrapped, equal the model's on
-the given inputs. A conversion traces the wrapper (``model.openvino_engine``); nothing else uses it.
+for the first row alone (its keys and values still read every token), which is the same function.
+``cls_only`` wraps a model only where that is checked: a plain BERT sequence classifier whose logits,
+wrapped, equal the model's on the given inputs. A conversion traces the wrapper
+(``model.openvino_engine``); nothing else uses it.
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ class ClsOnlyLastLayer(nn.Module):
         output = last.output(last.intermediate(attended), attended)
         return self.model.classifier(self.model.dropout(bert.pooler(output)))
 
+    def first_row_patterns(self) -> list[str]:
+        """Names (regular expressions) of the converted graph's operations run on the first row alone:
+        the last layer's query, attention output and feed-forward."""
+        last = len(self.model.bert.encoder.layer) - 1
+        parts = r"attention\.self\.query|attention\.output\.dense|intermediate\.dense|output\.dense"
+        return [rf".*\.encoder\.layer\.{last}\.({parts})/.*"]
+
 
 def _plain_bert_classifier(model: nn.Module) -> bool:
     """A BERT encoder (no decoder, no cross-attention), a pooler and a classifier on it."""
@@ -93,10 +101,3 @@ def cls_only(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
         log.info("converting the whole last layer: the first-row form differs by %.3g", difference)
         return None
     return wrapped
-
-
-def first_row_patterns(layers: int) -> list[str]:
-    """Names (regular expressions) of the converted graph's operations that ``ClsOnlyLastLayer`` runs
-    on the first row alone: the last layer's query, attention output and feed-forward."""
-    parts = r"attention\.self\.query|attention\.output\.dense|intermediate\.dense|output\.dense"
-    return [rf".*\.encoder\.layer\.{layers - 1}\.({parts})/.*"]

@@ -268,7 +268,7 @@ def _convert(
     import torch
 
     from model.classifier import _load_pretrained
-    from model.cls_only import cls_only, first_row_patterns
+    from model.cls_only import cls_only
 
     started = time.perf_counter()
     tokenizer, model = _load_pretrained(source)
@@ -276,19 +276,16 @@ def _convert(
     facts = saved_tokenizer.ModelFacts.of(model.config, tokenizer)
     limit = min(max_length, getattr(model.config, "max_position_embeddings", max_length))  # as the classifier
     example = tokenizer(list(TRACE_TEXTS), padding=True, return_tensors="pt")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # transformers' deprecations the tracer touches
-        first_row_only = cls_only(model, example["input_ids"], example["attention_mask"])
     with torch.no_grad(), warnings.catch_warnings():
         # the trace fixes two shape checks that hold for every input of ours (mask as long as the ids)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # transformers' deprecations the tracer touches
+        first_row_only = cls_only(model, example["input_ids"], example["attention_mask"])
         converted = ov.convert_model(
             model if first_row_only is None else first_row_only,
             example_input={"input_ids": example["input_ids"], "attention_mask": example["attention_mask"]},
         )
-    first_row = first_row_only is not None
-    layers = int(getattr(model.config, "num_hidden_layers", 0))
+    unquantized = [] if first_row_only is None else first_row_only.first_row_patterns()
     del model, first_row_only  # the torch copy is not needed past the trace
     if calibration is not None:
         # NNCF draws progress bars on standard output: `volfefe classify` writes its JSON lines there.
@@ -299,7 +296,7 @@ def _convert(
                 tokenizer,
                 limit,
                 parts["overflow_fix"],
-                first_row_patterns(layers) if first_row else [],
+                unquantized,
             )
     root.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
@@ -320,7 +317,7 @@ def _convert(
                 "sha256": calibration.sha256,
             },
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "last_layer": LAST_LAYER_FIRST_TOKEN if first_row else LAST_LAYER_WHOLE,
+            "last_layer": LAST_LAYER_FIRST_TOKEN if unquantized else LAST_LAYER_WHOLE,
         }
         (building / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
         try:

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from model.model_marks import config_has_random_weights
+
 TOKENIZER_FILE = "tokenizer.json"
 FACTS_FILE = "model_facts.json"
 
@@ -33,8 +35,6 @@ class ModelFacts:
 
     @classmethod
     def of(cls, config: Any, tokenizer: Any) -> ModelFacts:
-        from model.model_marks import config_has_random_weights
-
         return cls(
             id2label={int(index): str(label) for index, label in config.id2label.items()},
             max_position_embeddings=getattr(config, "max_position_embeddings", None),
