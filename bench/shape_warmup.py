@@ -45,12 +45,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import torch
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from model.engines import TorchEngine
 
     torch.set_num_threads(args.threads)
-    engine = TorchEngine(AutoModelForSequenceClassification.from_pretrained(args.model), args.precision)
+    engine = TorchEngine(  # with the tokenizer, as a worker's: its first-row form where it is checked
+        AutoModelForSequenceClassification.from_pretrained(args.model),
+        args.precision,
+        AutoTokenizer.from_pretrained(args.model),
+    )
     timed_passes(engine.forward, [(32, 40), (32, 40)])  # the first pass's one-off costs
     print(f"torch {args.precision}, {args.threads} thread(s): ms per forward pass")
     print("| shapes | first time | again | first / again |")

@@ -265,7 +265,7 @@ class FinbertClassifier:
         started = time.perf_counter()
         if engine == "torch":
             tokenizer, loaded = _load_pretrained(source, setting=setting, dtype=load_dtype(precision))
-            runner: Engine = TorchEngine(loaded, precision)
+            runner: Engine = TorchEngine(loaded, precision, tokenizer)
             facts = ModelFacts.of(loaded.config, tokenizer)
         else:
             runner, tokenizer, facts = _load_conversion(

@@ -8,12 +8,13 @@ peak (bench/README.md, "Where a forward pass goes, and the last layer for the fi
 ``ClsOnlyLastLayer`` runs the other layers as the model does and the last one, from its own modules,
 for the first row alone (its keys and values still read every token), which is the same function.
 ``cls_only`` wraps a model only where that is checked: a plain BERT sequence classifier whose logits,
-wrapped, equal the model's on the given inputs. A conversion traces the wrapper
-(``model.openvino_engine``); nothing else uses it.
+wrapped, equal the model's on the given inputs (to fp32's rounding, or bf16's). A conversion traces the wrapper
+(``model.openvino_engine``), and the torch engine runs it at fp32 and bf16 (``model.engines``).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import torch
@@ -21,8 +22,29 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-#: largest logit difference allowed between the model and its wrapper (fp32; seen: ~2.4e-7).
+#: texts a wrapper is checked on (and a conversion traced with): two lengths, so that a row is padded
+#: (and a traced attention mask has padding in it).
+CHECK_TEXTS = ("stocks rose", "shares of the bank fell after it cut its outlook for the year")
+
+#: largest logit difference allowed between an fp32 model and its wrapper (seen: ~2.4e-7).
 TOLERANCE = 1e-4
+#: the same for a bf16 model, as a share of its largest logit: bf16 keeps 8 significant bits, and the
+#: first row's products round in other places than the whole layer's (seen: 0.02-1.3% on the tiny test
+#: model, the FinBERT shape and the trained stand-in; a wrong function differs by the logits' size).
+BF16_TOLERANCE = 2**-4
+
+
+def _without_last_layer(bert: nn.Module) -> nn.Module:
+    """``bert`` with all but its last encoder layer and no pooler: shallow copies sharing every module
+    and weight, so that the model itself is never altered."""
+    encoder = copy.copy(bert.encoder)
+    encoder._modules = dict(encoder._modules)  # its own table of submodules: the model's stays whole
+    encoder.layer = bert.encoder.layer[:-1]
+    trunk = copy.copy(bert)
+    trunk._modules = dict(trunk._modules)
+    trunk.encoder = encoder
+    trunk.pooler = None
+    return trunk
 
 
 class ClsOnlyLastLayer(nn.Module):
@@ -31,18 +53,13 @@ class ClsOnlyLastLayer(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        # The model's own code runs the other layers (embeddings, mask, attention implementation).
+        self.trunk = _without_last_layer(model.bert)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         bert = self.model.bert
-        layers = bert.encoder.layer
-        last = layers[-1]
-        # The model's own code runs the other layers (embeddings, mask, attention implementation): the
-        # encoder holds all but the last while it does. A trace records only the operations.
-        bert.encoder.layer = layers[:-1]
-        try:
-            hidden = bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        finally:
-            bert.encoder.layer = layers
+        last = bert.encoder.layer[-1]
+        hidden = self.trunk(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         attention = last.attention.self
         heads, size = attention.num_attention_heads, attention.attention_head_size
         rows = hidden.shape[0]
@@ -82,22 +99,39 @@ def _plain_bert_classifier(model: nn.Module) -> bool:
     )
 
 
+def _float_precision(model: nn.Module) -> torch.dtype | None:
+    """float32 or bfloat16 when every weight of ``model`` is in it and none is quantized, else None."""
+    from torch.ao.nn.quantized import dynamic
+
+    dtypes = {parameter.dtype for parameter in model.parameters()}
+    if len(dtypes) != 1 or any(isinstance(module, dynamic.Linear) for module in model.modules()):
+        return None
+    dtype = dtypes.pop()
+    return dtype if dtype in (torch.float32, torch.bfloat16) else None
+
+
 def cls_only(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> nn.Module | None:
     """``model`` wrapped to compute its last layer for the first row only, or None (logged) where it is
-    not a plain BERT sequence classifier or the wrapper's logits differ from the model's on these
-    inputs by more than ``TOLERANCE``. ``model`` is in eval mode, in fp32."""
+    not a plain BERT sequence classifier in fp32 or bf16, or the wrapper's logits differ from the
+    model's on these inputs by more than ``TOLERANCE`` (bf16: ``BF16_TOLERANCE`` of the largest
+    logit). ``model`` is in eval mode. Not for a dynamically quantized model: each of its products
+    scales its input by that input's range, which for one row is another function."""
     if not _plain_bert_classifier(model):
+        return None
+    dtype = _float_precision(model)
+    if dtype is None:
         return None
     wrapped = ClsOnlyLastLayer(model).eval()
     with torch.no_grad():
-        expected = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        expected = model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
         try:
-            got = wrapped(input_ids, attention_mask)
+            got = wrapped(input_ids, attention_mask).float()
         except (AttributeError, RuntimeError, TypeError) as error:  # modules not shaped as BERT's
-            log.info("converting the whole last layer: the first-row form does not run (%s)", error)
+            log.info("running the whole last layer: the first-row form does not run (%s)", error)
             return None
     difference = float((got - expected).abs().max()) if got.shape == expected.shape else float("inf")
-    if not difference <= TOLERANCE:
-        log.info("converting the whole last layer: the first-row form differs by %.3g", difference)
+    allowed = TOLERANCE if dtype == torch.float32 else BF16_TOLERANCE * float(expected.abs().max())
+    if not difference <= allowed:
+        log.info("running the whole last layer: the first-row form differs by %.3g", difference)
         return None
     return wrapped

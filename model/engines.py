@@ -7,7 +7,7 @@ runs a conversion built once (``model.engine_choice`` builds it on first use, or
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -40,20 +40,31 @@ def engine_tag(engine: str, precision: str) -> str:
 
 
 class TorchEngine:
-    """The transformers model itself, converted to ``precision`` in place."""
+    """The transformers model itself, converted to ``precision`` in place. At fp32 and bf16, given the
+    tokenizer to check it with, a BERT classifier runs its last layer for the first token only
+    (``model.cls_only``: the same logits, ~7% less work); dynamic int8 runs the whole model."""
 
     width_step = 1
 
-    def __init__(self, model: torch.nn.Module, precision: str) -> None:
+    def __init__(self, model: torch.nn.Module, precision: str, tokenizer: Any = None) -> None:
         self.model = _apply_precision(model.eval(), precision)
+        #: the model with its last layer for the first token only, or None: the whole model runs.
+        self.first_row_only: torch.nn.Module | None = None
+        if precision != "int8" and tokenizer is not None:
+            from model.cls_only import CHECK_TEXTS, cls_only
+
+            check = tokenizer(list(CHECK_TEXTS), padding=True, return_tensors="pt")
+            self.first_row_only = cls_only(self.model, check["input_ids"], check["attention_mask"])
 
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         import torch
 
+        ids, mask = torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
         with torch.inference_mode():
-            logits = self.model(
-                input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask)
-            ).logits
+            if self.first_row_only is not None:
+                logits = self.first_row_only(ids, mask)
+            else:
+                logits = self.model(input_ids=ids, attention_mask=mask).logits
         return torch.softmax(logits.float(), dim=-1).numpy()
 
 

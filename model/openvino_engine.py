@@ -61,8 +61,6 @@ POINTERS = "current"
 #: OpenVINO's performance hint: one synchronous request per forward pass wants every thread on it
 #: (THROUGHPUT splits the threads into streams that a single request cannot use together).
 PERFORMANCE_HINT = "LATENCY"
-#: texts used to trace the graph: two lengths, so the traced attention mask has padding in it.
-TRACE_TEXTS = ("stocks rose", "shares of the bank fell after it cut its outlook for the year")
 
 
 def import_openvino() -> Any:
@@ -268,14 +266,14 @@ def _convert(
     import torch
 
     from model.classifier import _load_pretrained
-    from model.cls_only import cls_only
+    from model.cls_only import CHECK_TEXTS, cls_only
 
     started = time.perf_counter()
     tokenizer, model = _load_pretrained(source)
     model = model.eval().float()
     facts = saved_tokenizer.ModelFacts.of(model.config, tokenizer)
     limit = min(max_length, getattr(model.config, "max_position_embeddings", max_length))  # as the classifier
-    example = tokenizer(list(TRACE_TEXTS), padding=True, return_tensors="pt")
+    example = tokenizer(list(CHECK_TEXTS), padding=True, return_tensors="pt")
     with torch.no_grad(), warnings.catch_warnings():
         # the trace fixes two shape checks that hold for every input of ours (mask as long as the ids)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
