@@ -8,8 +8,9 @@ peak (bench/README.md, "Where a forward pass goes, and the last layer for the fi
 ``ClsOnlyLastLayer`` runs the other layers as the model does and the last one, from its own modules,
 for the first row alone (its keys and values still read every token), which is the same function.
 ``cls_only`` wraps a model only where that is checked: a plain BERT sequence classifier whose logits,
-wrapped, equal the model's on the given inputs (to fp32's rounding, or bf16's). A conversion traces the wrapper
-(``model.openvino_engine``), and the torch engine runs it at fp32 and bf16 (``model.engines``).
+wrapped, equal the model's on the given inputs (to fp32's rounding, or bf16's). A conversion traces
+the wrapper (``model.openvino_engine``), and the torch engine runs it at fp32 and bf16
+(``model.engines``).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class ClsOnlyLastLayer(nn.Module):
         return [rf".*\.encoder\.layer\.{last}\.({parts})/.*"]
 
 
-def _plain_bert_classifier(model: nn.Module) -> bool:
+def plain_bert_classifier(model: nn.Module) -> bool:
     """A BERT encoder (no decoder, no cross-attention), a pooler and a classifier on it."""
     config = model.config
     bert = getattr(model, "bert", None)
@@ -116,7 +117,7 @@ def cls_only(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
     model's on these inputs by more than ``TOLERANCE`` (bf16: ``BF16_TOLERANCE`` of the largest
     logit). ``model`` is in eval mode. Not for a dynamically quantized model: each of its products
     scales its input by that input's range, which for one row is another function."""
-    if not _plain_bert_classifier(model):
+    if not plain_bert_classifier(model):
         return None
     dtype = _float_precision(model)
     if dtype is None:

@@ -51,10 +51,14 @@ class TorchEngine:
         #: the model with its last layer for the first token only, or None: the whole model runs.
         self.first_row_only: torch.nn.Module | None = None
         if precision != "int8" and tokenizer is not None:
-            from model.cls_only import CHECK_TEXTS, cls_only
+            from model.cls_only import CHECK_TEXTS, cls_only, plain_bert_classifier
 
-            check = tokenizer(list(CHECK_TEXTS), padding=True, return_tensors="pt")
-            self.first_row_only = cls_only(self.model, check["input_ids"], check["attention_mask"])
+            try:
+                check = tokenizer(list(CHECK_TEXTS), padding=True, return_tensors="pt")
+            except ValueError:  # a tokenizer without a padding token: no padded row to check with
+                check = None
+            if check is not None and plain_bert_classifier(self.model):
+                self.first_row_only = cls_only(self.model, check["input_ids"], check["attention_mask"])
 
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         import torch

@@ -214,3 +214,14 @@ def test_the_loader_gives_torch_the_first_row_form_and_the_same_predictions(tiny
         assert got.sentiment == expected.sentiment
         for label, score in expected.raw_scores.items():
             assert abs(got.raw_scores[label] - score) <= 1e-5
+
+
+def test_a_tokenizer_that_cannot_pad_leaves_torch_the_whole_model(tiny_model_dir: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    tokenizer.pad_token = None
+    with pytest.raises(ValueError):
+        tokenizer(["a", "a b c"], padding=True)
+    engine = TorchEngine(fresh_model(tiny_model_dir), "fp32", tokenizer)
+    assert engine.first_row_only is None
+    ids, mask = pad_batch(tokenizer(TEXTS, truncation=True, max_length=128)["input_ids"], 0)
+    assert engine.forward(ids, mask).shape == (len(TEXTS), 3)
