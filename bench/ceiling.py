@@ -400,3 +400,24 @@ def measure_long_posts(
         "layouts": layouts,
         "errors": errors,
     }
+
+
+def measure_again(plan: CeilingPlan, engine: str, precision: str) -> dict[str, Any]:
+    """``engine`` ``precision`` alone again in every layout, on the ceiling's texts and passes (no
+    batch-size sweep). Taken right after that setting's pipeline runs: the machine's speed drifts over
+    the minutes between the ceiling part and the pipeline part, and the pipeline's share of a ceiling
+    measured next to it does not carry that drift."""
+    import dataclasses
+
+    again = dataclasses.replace(plan, sweep_batch_sizes=(), work_dir=plan.work_dir / "again")
+    layouts = []
+    errors = []
+    for processes, threads in LAYOUTS:
+        try:
+            figures, _ = measure_layout(again, precision, processes, threads, engine=engine)
+        except (RuntimeError, subprocess.TimeoutExpired, OSError) as error:
+            errors.append(f"{engine} {precision} {layout_name(processes, threads)}: {error}")
+            continue
+        log(f"ceiling again: {engine} {precision} {figures['layout']}: {figures['items_per_s']:.1f} items/s")
+        layouts.append(figures)
+    return {"engine": engine, "precision": precision, "layouts": layouts, "errors": errors}

@@ -335,3 +335,100 @@ def long_post_targets(results: dict[str, Any]) -> list[Target]:
             f"{rate - LONG_POST_TARGET:+.0f} items/s",
         )
     ]
+
+
+def _default_runs(results: dict[str, Any], again: dict[str, Any]) -> list[dict[str, Any]]:
+    """The default setting's one-model PostgreSQL pipeline runs."""
+    return [
+        run
+        for run in results.get("pipeline", [])
+        if run.get("database") == "postgresql"
+        and run.get("items_per_s")
+        and one_model(run)
+        and run.get("engine", "torch") == again["engine"]
+        and run["precision"] == again["precision"]
+    ]
+
+
+def _ceiling_part_layout(results: dict[str, Any], engine: str, precision: str, processes: int):
+    source = (results.get("ceiling") or {}) if engine == "torch" else _openvino(results)
+    return next(
+        (
+            layout
+            for layout in source.get("layouts", [])
+            if layout.get("precision") == precision and layout.get("processes") == processes
+        ),
+        None,
+    )
+
+
+def ceiling_again_lines(results: dict[str, Any]) -> list[str]:
+    """The default alone measured again right after its pipeline runs, and their shares of it."""
+    again = results.get("ceiling_again") or {}
+    if not again.get("layouts"):
+        return [f"- ceiling again: error: {error[:300]}" for error in again.get("errors", [])]
+    engine, precision = again["engine"], again["precision"]
+    lines = [
+        f"### The default alone again, right after its pipeline runs ({engine} {precision})",
+        "",
+        "The ceiling's texts and passes, measured next to the default's pipeline runs: the machine's "
+        "speed can drift over the minutes between the ceiling part and the pipeline part.",
+        "",
+    ]
+    lines += table(
+        ["layout", "items/s (warm)", "items/s (cold)", "CPU ms per item", "the ceiling part's items/s"],
+        [
+            [
+                f"{layout['processes']} × {layout['threads']} thread(s)",
+                number(layout["items_per_s"]),
+                number(layout["cold_items_per_s"]),
+                number(layout["cpu_ms_per_item"], 2),
+                number(
+                    (_ceiling_part_layout(results, engine, precision, layout["processes"]) or {}).get(
+                        "items_per_s"
+                    )
+                ),
+            ]
+            for layout in again["layouts"]
+        ],
+    )
+    best = max(again["layouts"], key=lambda layout: layout["items_per_s"])
+    rows = []
+    for run in _default_runs(results, again):
+        same = next((item for item in again["layouts"] if item["processes"] == run["workers"]), None)
+        rows.append(
+            [
+                f"W={run['workers']} × {run['threads_per_worker']} thread(s)",
+                number(run["items_per_s"]),
+                f"{run['items_per_s'] / same['items_per_s']:.0%}" if same else "–",
+                f"{run['items_per_s'] / best['items_per_s']:.0%} ({best['layout']})",
+            ]
+        )
+    if rows:
+        header = ["pipeline, PostgreSQL", "items/s", "% of this ceiling, same layout", "% of its best layout"]
+        lines += ["", *table(header, rows)]
+    lines.append("")
+    return lines + [f"- error: {error[:300]}" for error in again.get("errors", [])]
+
+
+def ceiling_again_targets(results: dict[str, Any]) -> list[Target]:
+    """The default's best PostgreSQL run against the best layout of its ceiling measured right after."""
+    again = results.get("ceiling_again") or {}
+    if "engine" not in again:
+        return []
+    label = again["precision"] if again["engine"] == "torch" else f"{again['engine']} {again['precision']}"
+    name = f"pipeline ≥ 90% of the ceiling measured right after it, {label}, PostgreSQL"
+    run = max(_default_runs(results, again), key=lambda item: item["items_per_s"], default=None)
+    best = max(again.get("layouts") or [], key=lambda layout: layout["items_per_s"], default=None)
+    if run is None or best is None:
+        return [Target(name, "–", None, "")]
+    share = run["items_per_s"] / best["items_per_s"]
+    return [
+        Target(
+            name,
+            f"{share:.0%} ({number(run['items_per_s'])} of {number(best['items_per_s'])} items/s, "
+            f"W={run['workers']} vs ceiling {best['layout']})",
+            share >= PIPELINE_SHARE_TARGET,
+            f"{(share - PIPELINE_SHARE_TARGET) * 100:+.0f} points",
+        )
+    ]

@@ -8,6 +8,8 @@ from typing import Any
 from bench.ceiling import best_layout, layout_for
 from bench.engine_report import (
     agreement_lines,
+    ceiling_again_lines,
+    ceiling_again_targets,
     engine_lines,
     engine_targets,
     long_post_lines,
@@ -150,6 +152,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
             Target(name, f"{_f(peak, 0)} MB", peak <= RSS_TARGET_MB, f"{peak - RSS_TARGET_MB:+.0f} MB")
         )
     found += long_post_targets(results)
+    found += ceiling_again_targets(results)
     return found + engine_targets(results) + scale_targets(results) + market_targets(results)
 
 
@@ -399,6 +402,7 @@ def render_section(results: dict[str, Any]) -> str:
         lines += [f"- torch {precision} left out: {why}.", ""]
     lines += engine_lines(results)
     lines += long_post_lines(results)
+    lines += ceiling_again_lines(results)
     lines += agreement_lines(results)
     lines += scale_lines(results)
     lines += market_lines(results)

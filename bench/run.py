@@ -3,7 +3,8 @@
 python -m bench.run --model PATH|build:DIR --texts FILE.csv [--quick]
 
 Parts, in order: ceiling (+ batch sizes, long posts), agreement (every engine and precision on the
-trained stand-in beside the random model), pipeline runs (+ idle latency and worker memory), the
+trained stand-in beside the random model), pipeline runs (+ idle latency and worker memory, and the
+default alone again right after its own runs: the machine's speed drifts between parts), the
 original plan's way, the scale part (100,000 and 1,000,000 contents, no model), the price import
 (1,000,000 minute bars) and the reactions of 100,000 posts end to end (issue 17; both on PostgreSQL).
 Writes bench/results/<timestamp>.json and appends a section to BENCHMARKS.md. Every server and process it starts is stopped on the way out, also on Ctrl-C.
@@ -26,7 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.agreement import measure_agreement
-from bench.ceiling import LAYOUTS, CeilingPlan, best_layout, measure_ceiling, measure_long_posts
+from bench.ceiling import (
+    LAYOUTS,
+    CeilingPlan,
+    best_layout,
+    measure_again,
+    measure_ceiling,
+    measure_long_posts,
+)
 from bench.common import (
     REPO,
     evenly_spaced,
@@ -184,7 +192,10 @@ def run_pipeline_part(
     texts: list[str],
     work_dir: Path,
     databases: Databases,
+    plan: CeilingPlan | None = None,
 ) -> None:
+    """The pipeline runs (and idle latency, worker memory); with the ceiling's ``plan``, the default
+    alone again right after its own runs."""
     quick = 1 if args.quick else 0
     latency_texts = evenly_spaced(texts, LATENCY_ITEMS[quick])
     runs: list[dict[str, Any]] = results.setdefault("pipeline", [])
@@ -243,6 +254,10 @@ def run_pipeline_part(
                 workers == 1 and "latency" not in args.skip,
                 engine=default_engine,
             )
+    if plan is not None:  # the default alone again, next to its pipeline runs (the ceiling part drifts)
+        results["ceiling_again"] = _guarded(
+            results, "ceiling again", lambda: measure_again(plan, default_engine, default_precision_)
+        )
     done = [run for run in runs if run["database"] == "postgresql" and "items_per_s" in run]
     best_workers = max(done, key=lambda run: run["items_per_s"])["workers"] if done else LAYOUTS[0][0]
     results["best_workers"] = best_workers
@@ -303,6 +318,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     work_dir.chmod(0o755)  # PostgreSQL runs as the postgres user and must enter it
     log(f"{len(texts)} texts, model {model}, working in {work_dir}")
     stack = contextlib.ExitStack()
+    plan: CeilingPlan | None = None
     try:
         if "ceiling" not in args.skip:
             plan = CeilingPlan(
@@ -339,7 +355,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                 ),
             )
         if "pipeline" not in args.skip:
-            run_pipeline_part(results, args, model, texts, work_dir, Databases(work_dir, stack))
+            run_pipeline_part(results, args, model, texts, work_dir, Databases(work_dir, stack), plan)
         if "original" not in args.skip:
             original_texts = evenly_spaced(texts, ORIGINAL_ITEMS[quick])
             log(f"original way: {len(original_texts)} items, one process each")
