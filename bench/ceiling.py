@@ -366,6 +366,24 @@ def join_into_long_posts(texts: Sequence[str], tokenizer: Any, count: int) -> li
     return posts
 
 
+def _every_layout(
+    plan: CeilingPlan, engine: str, precision: str, part: str
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """``plan``'s texts at ``engine`` ``precision`` in every layout: the figures, and one line per
+    layout that failed."""
+    layouts = []
+    errors = []
+    for processes, threads in LAYOUTS:
+        try:
+            figures, _ = measure_layout(plan, precision, processes, threads, engine=engine)
+        except (RuntimeError, subprocess.TimeoutExpired, OSError) as error:
+            errors.append(f"{engine} {precision} {layout_name(processes, threads)}: {error}")
+            continue
+        log(f"{part}: {engine} {precision} {figures['layout']}: {figures['items_per_s']:.1f} items/s")
+        layouts.append(figures)
+    return layouts, errors
+
+
 def measure_long_posts(
     plan: CeilingPlan, texts: Sequence[str], count: int, engine: str, precision: str
 ) -> dict[str, Any]:
@@ -381,16 +399,7 @@ def measure_long_posts(
     long_plan = dataclasses.replace(plan, texts=posts, work_dir=plan.work_dir / "long-posts")
     if engine != "torch":
         build_conversion(long_plan, precision, engine)
-    layouts = []
-    errors = []
-    for processes, threads in LAYOUTS:
-        try:
-            figures, _ = measure_layout(long_plan, precision, processes, threads, engine=engine)
-        except (RuntimeError, subprocess.TimeoutExpired, OSError) as error:
-            errors.append(f"{engine} {precision} {layout_name(processes, threads)}: {error}")
-            continue
-        log(f"long posts: {engine} {precision} {figures['layout']}: {figures['items_per_s']:.1f} items/s")
-        layouts.append(figures)
+    layouts, errors = _every_layout(long_plan, engine, precision, "long posts")
     return {
         "engine": engine,
         "precision": precision,
@@ -410,14 +419,5 @@ def measure_again(plan: CeilingPlan, engine: str, precision: str) -> dict[str, A
     import dataclasses
 
     again = dataclasses.replace(plan, sweep_batch_sizes=(), work_dir=plan.work_dir / "again")
-    layouts = []
-    errors = []
-    for processes, threads in LAYOUTS:
-        try:
-            figures, _ = measure_layout(again, precision, processes, threads, engine=engine)
-        except (RuntimeError, subprocess.TimeoutExpired, OSError) as error:
-            errors.append(f"{engine} {precision} {layout_name(processes, threads)}: {error}")
-            continue
-        log(f"ceiling again: {engine} {precision} {figures['layout']}: {figures['items_per_s']:.1f} items/s")
-        layouts.append(figures)
+    layouts, errors = _every_layout(again, engine, precision, "ceiling again")
     return {"engine": engine, "precision": precision, "layouts": layouts, "errors": errors}

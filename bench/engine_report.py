@@ -3,6 +3,7 @@ the pipeline runs of each engine)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bench.markdown import number, table
@@ -292,6 +293,25 @@ def engine_targets(results: dict[str, Any]) -> list[Target]:
 LONG_POST_TARGET = 40.0
 
 
+def _layout_table(
+    layouts: list[dict[str, Any]], last_header: str, last: Callable[[dict[str, Any]], str]
+) -> list[str]:
+    """One row per layout: its speed warm and cold, its CPU an item, and ``last``."""
+    return table(
+        ["layout", "items/s (warm)", "items/s (cold)", "CPU ms per item", last_header],
+        [
+            [
+                f"{layout['processes']} × {layout['threads']} thread(s)",
+                number(layout["items_per_s"]),
+                number(layout["cold_items_per_s"]),
+                number(layout["cpu_ms_per_item"], 2),
+                last(layout),
+            ]
+            for layout in layouts
+        ],
+    )
+
+
 def long_post_lines(results: dict[str, Any]) -> list[str]:
     long_posts = results.get("long_posts") or {}
     if not long_posts.get("layouts"):
@@ -303,18 +323,8 @@ def long_post_lines(results: dict[str, Any]) -> list[str]:
         f"{long_posts['tokens_median']}, longest {long_posts['tokens_max']} tokens with the special ones).",
         "",
     ]
-    lines += table(
-        ["layout", "items/s (warm)", "items/s (cold)", "CPU ms per item", "peak RSS per process (MB)"],
-        [
-            [
-                f"{layout['processes']} × {layout['threads']} thread(s)",
-                number(layout["items_per_s"]),
-                number(layout["cold_items_per_s"]),
-                number(layout["cpu_ms_per_item"], 2),
-                number(layout["peak_rss_mb"], 0),
-            ]
-            for layout in long_posts["layouts"]
-        ],
+    lines += _layout_table(
+        long_posts["layouts"], "peak RSS per process (MB)", lambda layout: number(layout["peak_rss_mb"], 0)
     )
     lines.append("")
     return lines + [f"- error: {error[:300]}" for error in long_posts.get("errors", [])]
@@ -375,22 +385,12 @@ def ceiling_again_lines(results: dict[str, Any]) -> list[str]:
         "speed can drift over the minutes between the ceiling part and the pipeline part.",
         "",
     ]
-    lines += table(
-        ["layout", "items/s (warm)", "items/s (cold)", "CPU ms per item", "the ceiling part's items/s"],
-        [
-            [
-                f"{layout['processes']} × {layout['threads']} thread(s)",
-                number(layout["items_per_s"]),
-                number(layout["cold_items_per_s"]),
-                number(layout["cpu_ms_per_item"], 2),
-                number(
-                    (_ceiling_part_layout(results, engine, precision, layout["processes"]) or {}).get(
-                        "items_per_s"
-                    )
-                ),
-            ]
-            for layout in again["layouts"]
-        ],
+    lines += _layout_table(
+        again["layouts"],
+        "the ceiling part's items/s",
+        lambda layout: number(
+            (_ceiling_part_layout(results, engine, precision, layout["processes"]) or {}).get("items_per_s")
+        ),
     )
     best = max(again["layouts"], key=lambda layout: layout["items_per_s"])
     rows = []
