@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bench.ceiling import best_layout, layout_for
 from bench.markdown import number, table
 from bench.targets import Target, one_model
 
@@ -154,8 +155,13 @@ def _same(item: dict[str, Any] | None) -> str:
     return f"{item['same_label_share'] * 100:.2f}% ({item['disagreements']} of {item['items']} differ)"
 
 
+def _ceiling_of(results: dict[str, Any], engine: str) -> dict[str, Any]:
+    """The ceiling part's figures of ``engine`` (torch's at the top level, the others' under ``engines``)."""
+    return (results.get("ceiling") or {}) if engine == "torch" else _openvino(results)
+
+
 def _best_ceiling(results: dict[str, Any], engine: str, precision: str) -> dict[str, Any] | None:
-    source = (results.get("ceiling") or {}) if engine == "torch" else _openvino(results)
+    source = _ceiling_of(results, engine)
     layouts = [
         layout
         for layout in source.get("layouts", [])
@@ -360,18 +366,6 @@ def _default_runs(results: dict[str, Any], again: dict[str, Any]) -> list[dict[s
     ]
 
 
-def _ceiling_part_layout(results: dict[str, Any], engine: str, precision: str, processes: int):
-    source = (results.get("ceiling") or {}) if engine == "torch" else _openvino(results)
-    return next(
-        (
-            layout
-            for layout in source.get("layouts", [])
-            if layout.get("precision") == precision and layout.get("processes") == processes
-        ),
-        None,
-    )
-
-
 def ceiling_again_lines(results: dict[str, Any]) -> list[str]:
     """The default alone measured again right after its pipeline runs, and their shares of it."""
     again = results.get("ceiling_again") or {}
@@ -385,17 +379,18 @@ def ceiling_again_lines(results: dict[str, Any]) -> list[str]:
         "speed can drift over the minutes between the ceiling part and the pipeline part.",
         "",
     ]
+    ceiling_part = {"layouts": _ceiling_of(results, engine).get("layouts", [])}
     lines += _layout_table(
         again["layouts"],
         "the ceiling part's items/s",
         lambda layout: number(
-            (_ceiling_part_layout(results, engine, precision, layout["processes"]) or {}).get("items_per_s")
+            (layout_for(ceiling_part, precision, layout["processes"]) or {}).get("items_per_s")
         ),
     )
-    best = max(again["layouts"], key=lambda layout: layout["items_per_s"])
+    best = best_layout(again, precision)
     rows = []
     for run in _default_runs(results, again):
-        same = next((item for item in again["layouts"] if item["processes"] == run["workers"]), None)
+        same = layout_for(again, precision, run["workers"])
         rows.append(
             [
                 f"W={run['workers']} × {run['threads_per_worker']} thread(s)",
@@ -419,7 +414,7 @@ def ceiling_again_targets(results: dict[str, Any]) -> list[Target]:
     label = again["precision"] if again["engine"] == "torch" else f"{again['engine']} {again['precision']}"
     name = f"pipeline ≥ 90% of the ceiling measured right after it, {label}, PostgreSQL"
     run = max(_default_runs(results, again), key=lambda item: item["items_per_s"], default=None)
-    best = max(again.get("layouts") or [], key=lambda layout: layout["items_per_s"], default=None)
+    best = best_layout({"layouts": again.get("layouts") or []}, again["precision"])
     if run is None or best is None:
         return [Target(name, "–", None, "")]
     share = run["items_per_s"] / best["items_per_s"]
